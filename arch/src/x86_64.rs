@@ -1,0 +1,390 @@
+//! x86_64 (LP64): signal-frame layout, xsave, FS/GS base, the restore
+//! trampoline and the loader entry.
+//!
+//! References: `arch/x86/include/uapi/asm/sigcontext.h`,
+//! `arch/x86/include/asm/user_64.h` (user_regs_struct, the NT_PRSTATUS
+//! register order), `arch/x86/kernel/signal_64.c` (rt_sigreturn finds its
+//! frame at `sp - 8`, so the caller points `sp` at the ucontext).
+
+use core::arch::{asm, naked_asm};
+
+pub const NAME: &str = "x86_64";
+/// `EM_X86_64`.
+pub const ELF_MACHINE: u16 = 62;
+/// `ELFCLASS64`.
+pub const ELF_CLASS: u8 = 2;
+/// Size of the uid/gid fields of `elf_prpsinfo` (`__kernel_uid_t`).
+pub const PRPSINFO_UID_BYTES: usize = 4;
+/// Words in `elf_gregset_t` (`sizeof(struct user_regs_struct) / 8`).
+pub const NGREG: usize = 27;
+/// The signature glibc registers rseq with (`RSEQ_SIG` for x86).
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+/// The length glibc 2.35+ registers its rseq area with.
+pub const RSEQ_LEN: u32 = 32;
+/// Fixed address the loader is linked at (see `linker/loader-x86_64.ld`): far
+/// below both the PIE base (0x55..) and the mmap base (0x7f..), far above
+/// non-PIE programs and their heaps.
+pub const LOADER_BASE: usize = 0x1000_0000_0000;
+/// Lowest and highest user addresses an image may use on this architecture.
+pub const USER_MAX: usize = 0x7fff_ffff_f000;
+
+pub type GRegs = [usize; NGREG];
+
+/// Index of the instruction pointer and stack pointer in [`GRegs`].
+pub const GREG_PC: usize = 16;
+pub const GREG_SP: usize = 19;
+/// Names of the [`GRegs`] words, for `rckpt info`.
+pub const GREG_NAMES: [&str; NGREG] = [
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+    "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+    "es", "fs", "gs",
+];
+
+// Offsets inside `struct ucontext` (uc_flags, uc_link, stack_t uc_stack,
+// struct sigcontext uc_mcontext, sigset_t uc_sigmask).
+const UC_MCONTEXT: usize = 40;
+const UC_SIGMASK: usize = UC_MCONTEXT + 256;
+// Offsets inside `struct sigcontext_64`.
+const SC_R8: usize = 0;
+const SC_DI: usize = 64;
+const SC_SI: usize = 72;
+const SC_BP: usize = 80;
+const SC_BX: usize = 88;
+const SC_DX: usize = 96;
+const SC_AX: usize = 104;
+const SC_CX: usize = 112;
+const SC_SP: usize = 120;
+const SC_IP: usize = 128;
+const SC_FLAGS: usize = 136;
+const SC_CS: usize = 144;
+const SC_SS: usize = 150;
+const SC_FPSTATE: usize = 184;
+
+/// `FP_XSTATE_MAGIC1`: the fxsave area's software bytes describe an xsave area.
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+/// Offset of the software-reserved bytes inside the 512-byte fxsave area.
+pub const FX_SW_OFFSET: usize = 464;
+/// Size of the legacy fxsave area (`NT_PRFPREG`).
+pub const FXSAVE_SIZE: usize = 512;
+
+const SYS_MUNMAP: usize = 11;
+const SYS_RT_SIGRETURN: usize = 15;
+const SYS_ARCH_PRCTL: usize = 158;
+const ARCH_SET_GS: usize = 0x1001;
+const ARCH_SET_FS: usize = 0x1002;
+const ARCH_GET_FS: usize = 0x1003;
+const ARCH_GET_GS: usize = 0x1004;
+
+/// The FPU/vector state the kernel saved in a signal frame.
+#[derive(Clone, Copy)]
+pub struct FpState {
+    /// Start of the (standard-format) xsave area; its first 512 bytes are the
+    /// fxsave area.
+    pub ptr: *const u8,
+    /// Bytes of the xsave area (512 when only fxsave state is present).
+    pub len: usize,
+    /// State-component bitmap the frame was saved with (XCR0 subset).
+    pub xfeatures: u64,
+}
+
+#[inline(always)]
+unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
+    // SAFETY: callers pass a pointer to a kernel-built ucontext, which is at
+    // least `UC_SIGMASK + 8` bytes long; reads are unaligned-safe.
+    unsafe { core::ptr::read_unaligned(base.add(off) as *const T) }
+}
+
+/// The interrupted registers in `NT_PRSTATUS` (user_regs_struct) order.
+///
+/// # Safety
+/// `uc` must point to the `ucontext` the kernel passed to an `SA_SIGINFO`
+/// handler of this process.
+pub unsafe fn gregs_from_ucontext(uc: *const u8, fs_base: usize, gs_base: usize) -> GRegs {
+    let sc = unsafe { uc.add(UC_MCONTEXT) };
+    // SAFETY (all reads below): offsets are inside struct sigcontext_64.
+    let r = |i: usize| -> usize { unsafe { rd::<usize>(sc, SC_R8 + 8 * i) } };
+    let g = |off: usize| -> usize { unsafe { rd::<usize>(sc, off) } };
+    let cs = unsafe { rd::<u16>(sc, SC_CS) } as usize;
+    let ss = unsafe { rd::<u16>(sc, SC_SS) } as usize;
+    [
+        r(7), r(6), r(5), r(4), g(SC_BP), g(SC_BX), r(3), r(2), r(1), r(0), g(SC_AX),
+        g(SC_CX), g(SC_DX), g(SC_SI), g(SC_DI), usize::MAX, g(SC_IP), cs, g(SC_FLAGS),
+        g(SC_SP), if ss == 0 { 0x2b } else { ss }, fs_base, gs_base, 0, 0, 0, 0,
+    ]
+}
+
+/// The FPU/SSE/AVX state saved in the frame.
+///
+/// # Safety
+/// As for [`gregs_from_ucontext`].
+pub unsafe fn fpstate_from_ucontext(uc: *const u8) -> Option<FpState> {
+    // SAFETY: the fpstate pointer field is inside struct sigcontext_64.
+    let p: *const u8 = unsafe { rd(uc.add(UC_MCONTEXT), SC_FPSTATE) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the kernel wrote at least the 512-byte fxsave area at `p`.
+    let magic: u32 = unsafe { rd(p, FX_SW_OFFSET) };
+    if magic != FP_XSTATE_MAGIC1 {
+        return Some(FpState { ptr: p, len: FXSAVE_SIZE, xfeatures: 0b11 });
+    }
+    // SAFETY: struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
+    let xfeatures: u64 = unsafe { rd(p, FX_SW_OFFSET + 8) };
+    let xstate_size: u32 = unsafe { rd(p, FX_SW_OFFSET + 16) };
+    Some(FpState { ptr: p, len: xstate_size as usize, xfeatures })
+}
+
+/// The signal mask the interrupted code ran with (restored by sigreturn).
+///
+/// # Safety
+/// As for [`gregs_from_ucontext`].
+pub unsafe fn sigmask_from_ucontext(uc: *const u8) -> u64 {
+    // SAFETY: uc_sigmask is inside struct ucontext.
+    unsafe { rd(uc, UC_SIGMASK) }
+}
+
+/// Rewrite the software bytes of a copied xsave area the way core files and
+/// ptrace present them: the first word of `sw_reserved` is XCR0 (gdb reads it
+/// at offset 464 to learn which components are present).
+pub fn xsave_for_core(area: &mut [u8], xcr0: u64) {
+    if area.len() >= FX_SW_OFFSET + 8 {
+        area[FX_SW_OFFSET..FX_SW_OFFSET + 8].copy_from_slice(&xcr0.to_le_bytes());
+    }
+}
+
+/// The stack pointer `rt_sigreturn` must see to restore the frame whose
+/// ucontext is at `uc_addr` (the kernel reads the frame at `sp - 8`).
+pub fn sigreturn_sp(uc_addr: usize) -> usize {
+    uc_addr
+}
+
+fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// XCR0, the state components the OS enabled (x87|SSE when there is no xsave).
+pub fn xcr0() -> u64 {
+    const OSXSAVE: u32 = 1 << 27;
+    if cpuid(1, 0)[2] & OSXSAVE == 0 {
+        return 0b11;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: xgetbv with ecx=0 is valid once CPUID says OSXSAVE.
+    unsafe {
+        asm!(
+            "xgetbv",             // edx:eax = XCR[ecx]
+            in("ecx") 0u32,
+            out("eax") lo,
+            out("edx") hi,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// Bytes of the standard-format xsave area for the components in XCR0
+/// (CPUID leaf 0xD, sub-leaf 0, EBX). Never a constant: it grows with CPUs.
+pub fn xsave_size() -> u32 {
+    if xcr0() == 0b11 {
+        return FXSAVE_SIZE as u32;
+    }
+    cpuid(0xd, 0)[1]
+}
+
+/// Human names of the xsave components, by bit, for error messages.
+pub fn xfeature_name(bit: u32) -> &'static str {
+    match bit {
+        0 => "x87",
+        1 => "SSE",
+        2 => "AVX",
+        3 => "MPX-BNDREGS",
+        4 => "MPX-BNDCSR",
+        5 => "AVX-512-opmask",
+        6 => "AVX-512-ZMM_Hi256",
+        7 => "AVX-512-Hi16_ZMM",
+        9 => "PKRU",
+        11 => "CET-U",
+        17 => "AMX-TILECFG",
+        18 => "AMX-TILEDATA",
+        19 => "APX",
+        _ => "unknown",
+    }
+}
+
+unsafe fn arch_prctl(code: usize, arg: usize) -> isize {
+    let ret: isize;
+    // SAFETY: arch_prctl only touches FS/GS base or writes the word at `arg`
+    // (GET codes), which the caller provides.
+    unsafe {
+        asm!(
+            "syscall",            // arch_prctl(code, arg)
+            inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+            in("rdi") code,
+            in("rsi") arg,
+            lateout("rcx") _,     // syscall clobbers rcx (return rip) and r11 (rflags)
+            lateout("r11") _,
+            options(nostack)
+        )
+    };
+    ret
+}
+
+/// The thread's TLS bases (FS, GS).
+pub fn tls_base() -> (usize, usize) {
+    let (mut fs, mut gs) = (0usize, 0usize);
+    // SAFETY: GET codes write one word to the address given, a local here.
+    unsafe {
+        arch_prctl(ARCH_GET_FS, &mut fs as *mut usize as usize);
+        arch_prctl(ARCH_GET_GS, &mut gs as *mut usize as usize);
+    }
+    (fs, gs)
+}
+
+/// Set the thread's TLS bases. Returns the negative errno on failure.
+///
+/// # Safety
+/// Code that uses TLS (the program's libc) must not run again until the
+/// bases point to valid TLS blocks.
+pub unsafe fn set_tls_base(fs: usize, gs: usize) -> Result<(), isize> {
+    // SAFETY: per the caller's contract.
+    let r = unsafe { arch_prctl(ARCH_SET_FS, fs) };
+    if r < 0 {
+        return Err(r);
+    }
+    if gs != 0 {
+        // SAFETY: as above.
+        let r = unsafe { arch_prctl(ARCH_SET_GS, gs) };
+        if r < 0 {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+/// The last step of a restore, linked into every relinked program (so it is
+/// part of the restored image): unmap the loader, then `rt_sigreturn` into the
+/// signal frame that the checkpoint handler was running on, which restores
+/// every register, the full xsave state, the signal mask and sigaltstack.
+///
+/// Arguments (System V): `rdi` = start of the loader's range, `rsi` = its
+/// length, `rdx` = the stack pointer for `rt_sigreturn`. Uses no stack: the
+/// loader's stack is inside the range it unmaps.
+///
+/// # Safety
+/// Only the loader calls this, through [`jump_to_tail`], with the restored
+/// image fully in place.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn rckpt_restore_tail(_start: usize, _len: usize, _sp: usize) -> ! {
+    naked_asm!(
+        "mov r12, rdx",          // keep the frame sp in a register munmap keeps
+        "mov eax, {munmap}",     // munmap(rdi = loader start, rsi = loader length)
+        "syscall",
+        "mov rsp, r12",          // rt_sigreturn reads the frame at rsp - 8
+        "mov eax, {sigreturn}",  // rt_sigreturn(): never returns on success
+        "syscall",
+        "ud2",                   // a refused frame: trap rather than run on
+        munmap = const SYS_MUNMAP,
+        sigreturn = const SYS_RT_SIGRETURN,
+    )
+}
+
+/// Jump from the loader into the restored program's [`rckpt_restore_tail`].
+///
+/// # Safety
+/// `tail` must be the address of `rckpt_restore_tail` in the restored image,
+/// the image fully restored, and `[unmap_start, unmap_start + unmap_len)`
+/// exactly the loader's own range (code, data and stack).
+pub unsafe fn jump_to_tail(tail: usize, unmap_start: usize, unmap_len: usize, sp: usize) -> ! {
+    // SAFETY: per the caller's contract; control never comes back.
+    unsafe {
+        asm!(
+            "jmp {tail}",        // tail(rdi, rsi, rdx); it switches stacks itself
+            tail = in(reg) tail,
+            in("rdi") unmap_start,
+            in("rsi") unmap_len,
+            in("rdx") sp,
+            options(noreturn)
+        )
+    }
+}
+
+/// Define the loader's `_start`: switch from the kernel's stack (which the
+/// loader later unmaps, as it may collide with the image) to a stack inside
+/// the loader's own image, then call `$main(initial_sp)`.
+#[macro_export]
+macro_rules! loader_entry {
+    ($main:path, $stack:path, $stack_size:expr) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn _start() -> ! {
+            core::arch::naked_asm!(
+                "mov rdi, rsp",                     // arg: argc, argv[], envp[], auxv[]
+                "lea rsp, [rip + {stack} + {size}]", // top of the loader's own stack
+                "and rsp, -16",                     // SysV alignment before the call
+                "xor ebp, ebp",                     // end of the frame chain
+                "call {main}",                      // never returns
+                "ud2",
+                stack = sym $stack,
+                size = const $stack_size,
+                main = sym $main,
+            )
+        }
+    };
+}
+
+/// The `sa_restorer` for the runtime's own handlers: `rt_sigreturn`. x86_64
+/// has no vDSO trampoline, so every `SA_SIGINFO` handler needs one.
+///
+/// # Safety
+/// Only the kernel "calls" this, as the return address of a signal frame.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn rckpt_sigreturn_restorer() -> ! {
+    naked_asm!(
+        "mov eax, {sigreturn}", // rt_sigreturn(): the frame is at rsp - 8
+        "syscall",
+        "ud2",
+        sigreturn = const SYS_RT_SIGRETURN,
+    )
+}
+
+/// The thread pointer glibc's `__rseq_offset` is relative to.
+pub fn thread_pointer() -> usize {
+    tls_base().0
+}
+
+/// `memcpy` for the libc-free loader (`rep movsb`; fast on every CPU with ERMS).
+///
+/// # Safety
+/// As `memcpy(3)`: valid, non-overlapping ranges.
+pub unsafe fn copy_bytes(dst: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        asm!(
+            "rep movsb",           // copy rcx bytes from [rsi] to [rdi]
+            inout("rcx") n => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        )
+    }
+}
+
+/// `memset` for the loader (`rep stosb`).
+///
+/// # Safety
+/// As `memset(3)`.
+pub unsafe fn fill_bytes(dst: *mut u8, v: u8, n: usize) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        asm!(
+            "rep stosb",           // store al into rcx bytes at [rdi]
+            inout("rcx") n => _,
+            inout("rdi") dst => _,
+            in("al") v,
+            options(nostack, preserves_flags)
+        )
+    }
+}

@@ -1,0 +1,386 @@
+//! `librckpt_crt.a`, the runtime `rckpt compile` links into a program.
+//!
+//! * `__wrap_main` (the link uses `--wrap=main`) removes the `-_condor_*`
+//!   flags from argv, installs the checkpoint handlers for SIGTSTP and
+//!   SIGUSR2, and either calls the program's `main` or, for
+//!   `-_condor_restart`, executes the embedded `rckpt-loader` on the image.
+//! * `on_checkpoint_signal` runs in signal context: it calls only rt-core
+//!   (raw system calls, fixed buffers), never libc, never allocates.
+//! * The libc-compat shim: `__wrap_signal` / `__wrap_sigaction` keep SIGTSTP
+//!   and SIGUSR2 for the checkpointer, as HTCondor's library did.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr::{addr_of, addr_of_mut};
+use rckpt_rt_core::flags::{self, MODE_OFF, MODE_ONCE, WARN_NOTICE};
+use rckpt_rt_core::format::{RestartPatch, PATCH_MAGIC};
+use rckpt_rt_core::line::Line;
+use rckpt_rt_core::sys::{self, CPath, KSigaction};
+use rckpt_rt_core::writer;
+
+const SIGTSTP: c_int = 20;
+const SIGUSR2: c_int = 12;
+
+/// The state the loader rewrites on restart (see `format::RestartPatch`).
+/// Written only before `main` runs and by the loader; read by the handler.
+#[no_mangle]
+pub static mut rckpt_patch: RestartPatch = RestartPatch {
+    magic: PATCH_MAGIC,
+    ckpt_path: [0; 4096],
+    relocatable: 0,
+    generation: 0,
+    debug: 0,
+    warn: [1; 8],
+    reserved: 0,
+};
+
+/// `-_condor_debug_wait` spins until a debugger clears this.
+#[no_mangle]
+pub static mut rckpt_debug_wait: c_int = 0;
+
+/// Warnings already printed, for ONCE mode (one bit per kind).
+static mut WARNED: u8 = 0;
+
+extern "C" {
+    fn __real_main(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) -> c_int;
+    fn __real_sigaction(sig: c_int, act: *const c_void, old: *mut c_void) -> c_int;
+    fn __real_signal(sig: c_int, handler: usize) -> usize;
+    fn __errno_location() -> *mut c_int;
+    /// glibc 2.35+: where this thread's rseq area is, relative to the
+    /// thread pointer, and its size (0: not registered).
+    static __rseq_offset: isize;
+    static __rseq_size: u32;
+    /// The loader binary, embedded by `rckpt compile` (a generated object).
+    static rckpt_loader_blob_start: u8;
+    static rckpt_loader_blob_end: u8;
+}
+
+fn patch() -> &'static RestartPatch {
+    // SAFETY: written only before main and by the loader while nothing runs;
+    // this process is single-threaded (the checkpoint refuses threads).
+    unsafe { &*addr_of!(rckpt_patch) }
+}
+
+unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
+    let mut n = 0;
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe {
+        while *p.add(n) != 0 {
+            n += 1;
+        }
+        core::slice::from_raw_parts(p as *const u8, n)
+    }
+}
+
+fn die(l: &mut Line, code: i32) -> ! {
+    l.emit();
+    sys::exit_group(code)
+}
+
+/// Print a warning of `kind` unless its mode says otherwise.
+fn warn(kind: usize, msg: &mut Line) {
+    let mode = patch().warn[kind];
+    // SAFETY: single-threaded; see `patch`.
+    let warned = unsafe { &mut *addr_of_mut!(WARNED) };
+    if mode == MODE_OFF || (mode == MODE_ONCE && *warned & (1 << kind) != 0) {
+        return;
+    }
+    *warned |= 1 << kind;
+    msg.emit();
+}
+
+/// Resolve `name` against the working directory into the patch block.
+fn set_ckpt_path(name: &[u8]) {
+    let mut p = CPath::new();
+    if name.first() != Some(&b'/') {
+        if sys::getcwd(&mut p).is_err() || p.push(b"/").is_err() {
+            die(Line::new().t("rckpt: cannot read the working directory"), 2);
+        }
+    }
+    if p.push(name).is_err() {
+        die(Line::new().t("rckpt: checkpoint file name too long"), 2);
+    }
+    // SAFETY: before main; see `patch`.
+    let dst = unsafe { &mut (*addr_of_mut!(rckpt_patch)).ckpt_path };
+    dst.fill(0);
+    dst[..p.len()].copy_from_slice(p.as_bytes());
+}
+
+/// The program's entry, in place of `main`.
+///
+/// # Safety
+/// Called once by the C runtime with the process's argc/argv/envp.
+#[no_mangle]
+pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) -> c_int {
+    let n = (argc.max(1) - 1) as usize;
+    let mut removed = [0u64; 1024];
+    // SAFETY: argv has argc valid entries.
+    let arg = |i: usize| -> &[u8] { unsafe { cstr(*argv.add(i + 1)) } };
+    let parsed = flags::parse(n, arg, |i| {
+        if i < removed.len() * 64 {
+            removed[i / 64] |= 1 << (i % 64);
+        }
+    });
+    let f = match parsed {
+        Ok(f) => f,
+        Err(e) => {
+            let mut l = Line::new();
+            l.t("rckpt: ");
+            e.describe(&mut l);
+            die(&mut l, 2);
+        }
+    };
+    // Default checkpoint file: the program's name plus ".ckpt", here.
+    match f.file {
+        Some(file) => set_ckpt_path(file),
+        None => {
+            // SAFETY: argv[0] exists when argc >= 1.
+            let prog = if argc >= 1 { unsafe { cstr(*argv) } } else { b"a.out" };
+            let base = prog.rsplit(|&c| c == b'/').next().unwrap_or(prog);
+            let mut name = CPath::new();
+            if name.push(base).and_then(|_| name.push(b".ckpt")).is_err() {
+                die(Line::new().t("rckpt: program name too long"), 2);
+            }
+            set_ckpt_path(name.as_bytes());
+        }
+    }
+    {
+        // SAFETY: before main; see `patch`.
+        let p = unsafe { &mut *addr_of_mut!(rckpt_patch) };
+        p.relocatable = f.relocatable as u32;
+        p.debug = f.debug;
+        p.warn[..5].copy_from_slice(&f.warn);
+        p.reserved = f.aggravate_bugs as u32;
+    }
+    if f.restart {
+        // SAFETY: argv/envp come from the C runtime.
+        unsafe { exec_loader(f.file.unwrap_or_default(), &f, envp) };
+    }
+    // Compact argv: keep argv[0] and every argument that is not a flag.
+    let mut k = 1;
+    for i in 0..n {
+        let gone = i < removed.len() * 64 && removed[i / 64] & (1 << (i % 64)) != 0;
+        if !gone {
+            // SAFETY: k <= i + 1 < argc: moving entries down inside argv.
+            unsafe { *argv.add(k) = *argv.add(i + 1) };
+            k += 1;
+        }
+    }
+    for j in k..=n {
+        // SAFETY: j <= argc: argv[argc] is the terminating NULL slot.
+        unsafe { *argv.add(j) = core::ptr::null_mut() };
+    }
+    install_handlers();
+    if f.debug_wait {
+        debug_wait();
+    }
+    // SAFETY: the program's own main with its (now flag-free) arguments.
+    unsafe { __real_main(k as c_int, argv, envp) }
+}
+
+fn debug_wait() {
+    // SAFETY: single-threaded; a debugger clears the flag from outside.
+    unsafe { core::ptr::write_volatile(addr_of_mut!(rckpt_debug_wait), 1) };
+    let pid = sys::getpid() as u64;
+    Line::new()
+        .t("rckpt: -_condor_debug_wait: waiting for a debugger: gdb -p ")
+        .u(pid)
+        .t(" -ex 'set var rckpt_debug_wait = 0' -ex continue")
+        .emit();
+    // SAFETY: as above.
+    while unsafe { core::ptr::read_volatile(addr_of!(rckpt_debug_wait)) } != 0 {
+        sys::pause_briefly();
+    }
+}
+
+fn install_handlers() {
+    let sa = KSigaction {
+        handler: on_checkpoint_signal as *const () as usize,
+        flags: sys::SA_SIGINFO | sys::SA_RESTART | sys::SA_RESTORER,
+        restorer: rckpt_arch::rckpt_sigreturn_restorer as *const () as usize,
+        mask: sys::sigbit(SIGTSTP) | sys::sigbit(SIGUSR2),
+    };
+    for sig in [SIGTSTP, SIGUSR2] {
+        // SAFETY: on_checkpoint_signal is a signal handler with the
+        // SA_SIGINFO signature and the restorer performs rt_sigreturn.
+        if let Err(e) = unsafe { sys::sigaction(sig, Some(&sa), None) } {
+            die(Line::new().t("rckpt: cannot install the checkpoint handler: ").e(e), 2);
+        }
+    }
+}
+
+/// Hand the image to the embedded loader (never returns).
+unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> ! {
+    // SAFETY: linker-provided bounds of the embedded loader.
+    let blob = unsafe {
+        let s = addr_of!(rckpt_loader_blob_start);
+        let e = addr_of!(rckpt_loader_blob_end);
+        core::slice::from_raw_parts(s, e as usize - s as usize)
+    };
+    let fail = |what: &str, e: sys::Errno| -> ! {
+        die(Line::new().t("rckpt: cannot start the restart loader: ").t(what).t(": ").e(e), 1)
+    };
+    const MFD_CLOEXEC: u32 = 1;
+    let fd = sys::memfd_create(b"rckpt-loader", MFD_CLOEXEC).unwrap_or_else(|e| fail("memfd_create", e));
+    if let Err(e) = sys::write_all(fd, blob) {
+        fail("writing the loader", e);
+    }
+    let mut image = CPath::from_bytes(file).unwrap_or_else(|e| fail("image name", e));
+    image.push(&[0]).unwrap_or_else(|e| fail("image name", e));
+    let ckpt = &patch().ckpt_path;
+    let mut argv: [*const u8; 24] = [core::ptr::null(); 24];
+    let mut n = 0;
+    let mut add = |p: *const u8| {
+        argv[n] = p;
+        n += 1;
+    };
+    add(b"rckpt-loader\0".as_ptr());
+    add(b"--ckpt\0".as_ptr());
+    add(ckpt.as_ptr());
+    if f.relocatable {
+        add(b"--relocatable\0".as_ptr());
+    }
+    if f.debug > 0 {
+        add(b"--debug\0".as_ptr());
+    }
+    if f.aggravate_bugs {
+        add(b"--aggravate-bugs\0".as_ptr());
+    }
+    const KINDS: [&[u8]; 5] = [b"ALL\0", b"NOTICE\0", b"READWRITE\0", b"UNSUP\0", b"BADURL\0"];
+    const MODES: [&[u8]; 3] = [b"OFF\0", b"ON\0", b"ONCE\0"];
+    for (k, &m) in f.warn.iter().enumerate().skip(1) {
+        if m != flags::MODE_ON {
+            add(b"--warning\0".as_ptr());
+            add(KINDS[k].as_ptr());
+            add(MODES[m as usize].as_ptr());
+        }
+    }
+    add(b"--\0".as_ptr());
+    add(image.as_bytes().as_ptr());
+    // SAFETY: argv is NULL-terminated (24 slots, at most 20 used); envp is the
+    // process environment.
+    let e = unsafe { sys::fexecve(fd, argv.as_ptr(), envp as *const *const u8) };
+    fail("execveat", e)
+}
+
+/// SIGTSTP: checkpoint, then die by SIGUSR2. SIGUSR2: checkpoint, continue.
+/// A failed checkpoint prints one line, keeps the previous image, and the
+/// program keeps running (also after SIGTSTP: never exit without a good
+/// checkpoint).
+///
+/// Signal context: only rt-core, no libc, no allocation.
+extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_void) {
+    let p = patch();
+    let path_len = p.ckpt_path.iter().position(|&c| c == 0).unwrap_or(0);
+    let Ok(path) = CPath::from_bytes(&p.ckpt_path[..path_len]) else { return };
+    let (rseq_addr, rseq_len) = {
+        // SAFETY: glibc defines both; reading two integers.
+        let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
+        if size == 0 {
+            (0, 0)
+        } else {
+            (rckpt_arch::thread_pointer().wrapping_add(off as usize), rckpt_arch::RSEQ_LEN)
+        }
+    };
+    let req = writer::Request {
+        uc: uc as *const u8,
+        signal: sig,
+        path: &path,
+        patch_addr: addr_of!(rckpt_patch) as usize,
+        tail_addr: rckpt_arch::rckpt_restore_tail as *const () as usize,
+        rseq_addr,
+        rseq_len,
+        generation: p.generation,
+    };
+    match writer::checkpoint(&req) {
+        Ok(st) => {
+            if p.debug > 0 {
+                Line::new()
+                    .t("rckpt: D_CKPT: wrote ")
+                    .s(path.as_bytes())
+                    .t(": ")
+                    .u(st.segments as u64)
+                    .t(" segments, ")
+                    .u(st.stored >> 10)
+                    .t(" KiB stored, ")
+                    .u(st.ns / 1_000_000)
+                    .t(" ms")
+                    .emit();
+            }
+            if sig == SIGTSTP {
+                exit_by_sigusr2();
+            }
+        }
+        Err(e) => {
+            let mut l = Line::new();
+            l.t("rckpt: checkpoint to ").s(path.as_bytes()).t(" failed: ").t(e.what).t(": ").e(e.errno);
+            l.t("; the previous checkpoint is kept");
+            if sig == SIGTSTP {
+                l.t(", the program keeps running");
+            }
+            l.emit();
+        }
+    }
+}
+
+/// The seed's success signal: the process dies by SIGUSR2.
+fn exit_by_sigusr2() -> ! {
+    let dfl = KSigaction::default();
+    // SAFETY: SIG_DFL is always valid.
+    let _ = unsafe { sys::sigaction(SIGUSR2, Some(&dfl), None) };
+    let _ = sys::sigprocmask(sys::SIG_UNBLOCK, Some(sys::sigbit(SIGUSR2)));
+    let _ = sys::tgkill(sys::getpid(), sys::gettid(), SIGUSR2);
+    sys::exit_group(128 + SIGUSR2)
+}
+
+fn refuse_reserved(sig: c_int, what: &str) {
+    let mut l = Line::new();
+    l.t("rckpt: notice: ")
+        .t(what)
+        .t("(")
+        .t(if sig == SIGTSTP { "SIGTSTP" } else { "SIGUSR2" })
+        .t(") refused: SIGTSTP and SIGUSR2 are reserved for checkpointing");
+    warn(WARN_NOTICE, &mut l);
+    // SAFETY: errno of the calling thread.
+    unsafe { *__errno_location() = 22 }; // EINVAL
+}
+
+/// `sigaction`, except that SIGTSTP and SIGUSR2 stay the checkpointer's.
+///
+/// # Safety
+/// As `sigaction(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn __wrap_sigaction(sig: c_int, act: *const c_void, old: *mut c_void) -> c_int {
+    if (sig == SIGTSTP || sig == SIGUSR2) && !act.is_null() {
+        refuse_reserved(sig, "sigaction");
+        return -1;
+    }
+    // SAFETY: forwarded to libc with the caller's arguments.
+    unsafe { __real_sigaction(sig, act, old) }
+}
+
+/// `signal`, except that SIGTSTP and SIGUSR2 stay the checkpointer's.
+///
+/// # Safety
+/// As `signal(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn __wrap_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTSTP || sig == SIGUSR2 {
+        refuse_reserved(sig, "signal");
+        return usize::MAX; // SIG_ERR
+    }
+    // SAFETY: forwarded to libc with the caller's arguments.
+    unsafe { __real_signal(sig, handler) }
+}
+
+/// Referenced from libcore's unwind tables (libcore is built for
+/// panic=unwind); never called: the runtime aborts on panic.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    Line::new().t("rckpt: internal error in the checkpoint runtime").emit();
+    sys::exit_group(134)
+}

@@ -1,0 +1,240 @@
+//! `rckpt-loader [--relocatable] [--ckpt FILE] [--check] IMAGE`: restore a
+//! checkpoint image into this process and resume it.
+//!
+//! A static, libc-free executable linked at a fixed address
+//! (`linker/loader-<arch>.ld`). Its `_start` switches to a stack inside its
+//! own image, since the kernel's stack may sit where the image needs memory.
+//! All working memory is static (.bss), so the whole loader is one range
+//! that the restored program's `rckpt_restore_tail` unmaps.
+//!
+//! Exit status: 0 for `--check` on a good image, 1 when an image is refused
+//! (with one line on stderr, before anything is restored), 2 for usage
+//! errors. On success it does not return: the process becomes the program.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::ptr::{addr_of, addr_of_mut};
+use rckpt_rt_core::flags::{MODE_OFF, MODE_ON, MODE_ONCE, WARN_KINDS};
+use rckpt_rt_core::line::Line;
+use rckpt_rt_core::restore::{self, Buffers, Options};
+use rckpt_rt_core::sys;
+
+const STACK_SIZE: usize = 1 << 20;
+static mut STACK: [u8; STACK_SIZE] = [0; STACK_SIZE];
+static mut HEAD: [u8; 8 << 20] = [0; 8 << 20];
+static mut MAPS: [u8; 2 << 20] = [0; 2 << 20];
+static mut IO: [u8; 1 << 20] = [0; 1 << 20];
+static mut PLACED: [u64; 128] = [0; 128];
+
+rckpt_arch::loader_entry!(loader_main, STACK, STACK_SIZE);
+
+extern "C" {
+    /// Bounds of the loader's image, from the linker script.
+    static __loader_start: u8;
+    static __loader_end: u8;
+}
+
+const USAGE: &str = "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] IMAGE";
+
+fn usage(msg: &str) -> ! {
+    Line::new().t("rckpt-loader: ").t(msg).emit();
+    Line::new().t(USAGE).emit();
+    sys::exit_group(2)
+}
+
+unsafe fn cstr<'a>(p: *const u8) -> &'a [u8] {
+    let mut n = 0;
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe {
+        while *p.add(n) != 0 {
+            n += 1;
+        }
+        core::slice::from_raw_parts(p, n)
+    }
+}
+
+/// # Safety
+/// Called once by `_start` with the kernel's initial stack pointer.
+unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
+    // SAFETY: the kernel's initial stack: argc, then argc argv pointers.
+    let argc = unsafe { *sp };
+    // SAFETY: as above; argv[i] for i < argc are NUL-terminated strings.
+    let arg = |i: usize| -> &'static [u8] { unsafe { cstr(*sp.add(1 + i) as *const u8) } };
+
+    let mut opts = Options { image: b"", ckpt: None, relocatable: false, debug: false, aggravate_bugs: false, warn: [MODE_ON; 5] };
+    let mut check = false;
+    let mut image = None;
+    let mut i = 1;
+    while i < argc {
+        let a = arg(i);
+        let mut next = || {
+            i += 1;
+            if i >= argc {
+                usage("missing argument");
+            }
+            arg(i)
+        };
+        match a {
+            b"--relocatable" | b"-_condor_relocatable" => opts.relocatable = true,
+            b"--ckpt" => opts.ckpt = Some(next()),
+            b"--check" => check = true,
+            b"--debug" => opts.debug = true,
+            b"--aggravate-bugs" => opts.aggravate_bugs = true,
+            b"--warning" => {
+                let kind = next();
+                let mode = next();
+                let Some(k) = WARN_KINDS.iter().position(|&x| x == kind) else { usage("unknown warning kind") };
+                let m = match mode {
+                    b"OFF" => MODE_OFF,
+                    b"ON" => MODE_ON,
+                    b"ONCE" => MODE_ONCE,
+                    _ => usage("unknown warning mode"),
+                };
+                if k == 0 {
+                    opts.warn = [m; 5];
+                } else {
+                    opts.warn[k] = m;
+                }
+            }
+            b"--help" | b"-h" => {
+                Line::new().t(USAGE).emit();
+                sys::exit_group(0)
+            }
+            b"--" => {
+                i += 1;
+                if i < argc {
+                    image = Some(arg(i));
+                }
+                i += 1;
+                if i < argc {
+                    usage("more than one image given");
+                }
+                break;
+            }
+            _ if a.first() == Some(&b'-') => usage("unknown option"),
+            _ => {
+                if image.is_some() {
+                    usage("more than one image given");
+                }
+                image = Some(a)
+            }
+        }
+        i += 1;
+    }
+    let Some(image) = image else { usage("no image given") };
+    opts.image = image;
+
+    // Only the addresses of the linker-defined symbols are taken.
+    let loader = { (addr_of!(__loader_start) as usize, addr_of!(__loader_end) as usize) };
+    // SAFETY: the loader is single-threaded and these statics are used only
+    // here, once.
+    let bufs = unsafe {
+        Buffers {
+            head: &mut *addr_of_mut!(HEAD),
+            maps: &mut *addr_of_mut!(MAPS),
+            io: &mut *addr_of_mut!(IO),
+            placed: &mut *addr_of_mut!(PLACED),
+        }
+    };
+    let plan = match restore::prepare(&opts, bufs, loader) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut l = Line::new();
+            l.t("rckpt-loader: ").s(image).t(": ");
+            e.describe(&mut l, None);
+            l.emit();
+            sys::exit_group(1)
+        }
+    };
+    if check {
+        Line::new()
+            .t("rckpt-loader: ")
+            .s(image)
+            .t(": OK, ")
+            .u(plan.img.nseg() as u64)
+            .t(" segments verified")
+            .emit();
+        sys::exit_group(0)
+    }
+    plan.commit()
+}
+
+/// The compiler's memory intrinsics (there is no libc here).
+///
+/// # Safety
+/// As `memcpy(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { rckpt_arch::copy_bytes(dst, src, n) };
+    dst
+}
+
+/// # Safety
+/// As `memmove(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize + n) {
+        // SAFETY: forward copy is safe when dst is below src or disjoint.
+        unsafe { rckpt_arch::copy_bytes(dst, src, n) };
+    } else {
+        let mut k = n;
+        while k > 0 {
+            k -= 1;
+            // SAFETY: backward byte copy inside the caller's ranges.
+            unsafe { core::ptr::write_volatile(dst.add(k), core::ptr::read_volatile(src.add(k))) };
+        }
+    }
+    dst
+}
+
+/// # Safety
+/// As `memset(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn memset(dst: *mut u8, v: i32, n: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { rckpt_arch::fill_bytes(dst, v as u8, n) };
+    dst
+}
+
+/// # Safety
+/// As `memcmp(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    for k in 0..n {
+        // SAFETY: inside the caller's ranges.
+        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(k)), core::ptr::read_volatile(b.add(k))) };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+    }
+    0
+}
+
+/// # Safety
+/// As `bcmp(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { memcmp(a, b, n) }
+}
+
+/// # Safety
+/// As `strlen(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { cstr(s).len() }
+}
+
+/// Referenced from libcore's unwind tables (libcore is built for
+/// panic=unwind); never called, since this binary aborts on panic.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    Line::new().t("rckpt-loader: internal error").emit();
+    sys::exit_group(3)
+}

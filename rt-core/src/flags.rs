@@ -1,0 +1,183 @@
+//! The `-_condor_*` command-line flags of a relinked program (the HTCondor
+//! standard-universe interface, kept exactly). Pure parsing: the runtime
+//! removes the flags from argv before the program's `main` sees it.
+
+/// Warning kinds, in the order of [`Flags::warn`].
+pub const WARN_KINDS: [&[u8]; 5] = [b"ALL", b"NOTICE", b"READWRITE", b"UNSUP", b"BADURL"];
+pub const WARN_NOTICE: usize = 1;
+pub const WARN_READWRITE: usize = 2;
+pub const WARN_UNSUP: usize = 3;
+/// Warning modes.
+pub const MODE_OFF: u8 = 0;
+pub const MODE_ON: u8 = 1;
+pub const MODE_ONCE: u8 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags<'a> {
+    /// `-_condor_ckpt FILE` / `-_condor_restart FILE` (the last one wins).
+    pub file: Option<&'a [u8]>,
+    /// Some `-_condor_restart` was given.
+    pub restart: bool,
+    pub relocatable: bool,
+    /// Number of `-_condor_D_<LEVEL>` flags (any turns debug output on).
+    pub debug: u32,
+    /// Mode per kind in [`WARN_KINDS`] order (index 0, ALL, is unused after
+    /// parsing: it sets the others).
+    pub warn: [u8; 5],
+    pub debug_wait: bool,
+    pub aggravate_bugs: bool,
+}
+
+impl Default for Flags<'_> {
+    fn default() -> Self {
+        Flags {
+            file: None,
+            restart: false,
+            relocatable: false,
+            debug: 0,
+            warn: [MODE_ON; 5],
+            debug_wait: false,
+            aggravate_bugs: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagError<'a> {
+    /// The flag needs an argument that is missing.
+    Missing(&'a [u8], &'static str),
+    BadKind(&'a [u8]),
+    BadMode(&'a [u8]),
+    BadLevel(&'a [u8]),
+    Unknown(&'a [u8]),
+    Unsupported(&'a [u8]),
+}
+
+impl FlagError<'_> {
+    /// Write the one-line message (without "rckpt: " or newline).
+    pub fn describe(&self, l: &mut crate::line::Line) {
+        match *self {
+            FlagError::Missing(f, what) => l.s(f).t(" needs ").t(what),
+            FlagError::BadKind(k) => l
+                .t("-_condor_warning: unknown kind '")
+                .s(k)
+                .t("' (expected ALL, NOTICE, READWRITE, UNSUP or BADURL)"),
+            FlagError::BadMode(m) => {
+                l.t("-_condor_warning: unknown mode '").s(m).t("' (expected ON, OFF or ONCE)")
+            }
+            FlagError::BadLevel(f) => l.s(f).t(": expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
+            FlagError::Unknown(f) => l.t("unknown flag ").s(f),
+            FlagError::Unsupported(f) => {
+                l.s(f).t(" is not supported yet (command files come in a later rckpt version)")
+            }
+        };
+    }
+}
+
+/// Parse `n` arguments (argv[1..]), fetched by `arg(i)`. `remove(i)` is
+/// called for every index that belongs to a flag.
+pub fn parse<'a>(
+    n: usize,
+    arg: impl Fn(usize) -> &'a [u8],
+    mut remove: impl FnMut(usize),
+) -> Result<Flags<'a>, FlagError<'a>> {
+    let mut f = Flags::default();
+    let mut i = 0;
+    while i < n {
+        let a = arg(i);
+        let Some(rest) = a.strip_prefix(b"-_condor_") else {
+            i += 1;
+            continue;
+        };
+        remove(i);
+        let mut take = |what: &'static str| -> Result<&'a [u8], FlagError<'a>> {
+            if i + 1 >= n {
+                return Err(FlagError::Missing(a, what));
+            }
+            i += 1;
+            remove(i);
+            Ok(arg(i))
+        };
+        match rest {
+            b"ckpt" => f.file = Some(take("a FILE argument")?),
+            b"restart" => {
+                f.file = Some(take("a FILE argument")?);
+                f.restart = true;
+            }
+            b"relocatable" => f.relocatable = true,
+            b"nowarn" => {
+                f.warn[WARN_NOTICE] = MODE_OFF;
+                f.warn[WARN_UNSUP] = MODE_OFF;
+            }
+            b"warning" => {
+                let kind = take("KIND and MODE arguments")?;
+                let mode = take("KIND and MODE arguments")?;
+                let k = WARN_KINDS.iter().position(|&x| x == kind).ok_or(FlagError::BadKind(kind))?;
+                let m = match mode {
+                    b"OFF" => MODE_OFF,
+                    b"ON" => MODE_ON,
+                    b"ONCE" => MODE_ONCE,
+                    _ => return Err(FlagError::BadMode(mode)),
+                };
+                if k == 0 {
+                    f.warn = [m; 5];
+                } else {
+                    f.warn[k] = m;
+                }
+            }
+            b"debug_wait" => f.debug_wait = true,
+            b"aggravate_bugs" => f.aggravate_bugs = true,
+            b"cmd_fd" | b"cmd_file" => return Err(FlagError::Unsupported(a)),
+            _ => match rest.strip_prefix(b"D_") {
+                Some(level)
+                    if !level.is_empty()
+                        && level.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_') =>
+                {
+                    f.debug += 1
+                }
+                Some(_) => return Err(FlagError::BadLevel(a)),
+                None => return Err(FlagError::Unknown(a)),
+            },
+        }
+        i += 1;
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<'a>(args: &'a [&'a [u8]]) -> (Result<Flags<'a>, FlagError<'a>>, [bool; 16]) {
+        let mut removed = [false; 16];
+        let r = parse(args.len(), |i| args[i], |i| removed[i] = true);
+        (r, removed)
+    }
+
+    #[test]
+    fn flags_anywhere_and_last_file_wins() {
+        let (r, rm) = run(&[b"x", b"-_condor_ckpt", b"a", b"y", b"-_condor_restart", b"b", b"-_condor_relocatable"]);
+        let f = r.unwrap();
+        assert_eq!(f.file, Some(&b"b"[..]));
+        assert!(f.restart && f.relocatable);
+        assert_eq!(&rm[..7], &[false, true, true, false, true, true, true]);
+    }
+
+    #[test]
+    fn warnings_and_levels() {
+        let (r, _) = run(&[b"-_condor_warning", b"ALL", b"OFF", b"-_condor_warning", b"UNSUP", b"ONCE", b"-_condor_D_FULLDEBUG"]);
+        let f = r.unwrap();
+        assert_eq!(f.warn, [0, 0, 0, 2, 0]);
+        assert_eq!(f.debug, 1);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(run(&[b"-_condor_ckpt"]).0, Err(FlagError::Missing(b"-_condor_ckpt", "a FILE argument")));
+        assert_eq!(run(&[b"-_condor_warning", b"FOO", b"ON"]).0, Err(FlagError::BadKind(b"FOO")));
+        assert_eq!(run(&[b"-_condor_warning", b"ALL", b"MAYBE"]).0, Err(FlagError::BadMode(b"MAYBE")));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"3"]).0, Err(FlagError::Unsupported(b"-_condor_cmd_fd")));
+        assert_eq!(run(&[b"-_condor_bogus"]).0, Err(FlagError::Unknown(b"-_condor_bogus")));
+        assert_eq!(run(&[b"-_condor_D_"]).0, Err(FlagError::BadLevel(b"-_condor_D_")));
+    }
+}

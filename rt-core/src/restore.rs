@@ -1,0 +1,641 @@
+//! Restoring an image into the calling process (the loader).
+//!
+//! Runs in a static, libc-free process with nothing but the loader mapped
+//! (plus the kernel's stack and vDSO). Forbidden: allocation, `core::fmt`,
+//! panics, libc. After [`Plan::commit`] starts unmapping, only the loader's
+//! own image (code, data, its stack in .bss) is used, and the last step runs
+//! from the restored program's own text (`rckpt_restore_tail`).
+//!
+//! Two phases:
+//! * [`prepare`] checks everything that can fail for reasons outside the
+//!   process: the image (structure, seal, every segment's checksum),
+//!   architecture, CPU features, vDSO layout, the working directory, every
+//!   file to reopen. Segment data is read straight into place where the
+//!   address is free; a failure here exits with nothing restored.
+//! * [`Plan::commit`] unmaps what is left of the loader's process, moves the
+//!   vDSO, maps the rest, and sets up fds, signals, mm fields, rseq and TLS,
+//!   then jumps into the restored program.
+
+use crate::format::*;
+use crate::hash::SegSum;
+use crate::image::{self, Image, ImageError};
+use crate::line::Line;
+use crate::procfs;
+use crate::sys::{self, CPath, Errno, Fd, KSigaction};
+use rckpt_arch as arch;
+
+pub struct Options<'a> {
+    pub image: &'a [u8],
+    /// Where future checkpoints go (absolute); defaults to the image path.
+    pub ckpt: Option<&'a [u8]>,
+    pub relocatable: bool,
+    pub debug: bool,
+    pub aggravate_bugs: bool,
+    /// Warning modes by kind (see `flags::WARN_KINDS`).
+    pub warn: [u8; 5],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum RestoreError {
+    Image(ImageError),
+    Arch(u32, u32),
+    Cpu(u64),
+    XsaveSize(u32, u32),
+    Vdso,
+    Cwd(Errno),
+    File(i32, Errno),
+    Conflict(u64),
+    Sys(&'static str, Errno),
+    TooMany(&'static str),
+}
+
+impl From<ImageError> for RestoreError {
+    fn from(e: ImageError) -> Self {
+        RestoreError::Image(e)
+    }
+}
+
+fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> RestoreError {
+    move |e| RestoreError::Sys(what, e)
+}
+
+impl RestoreError {
+    pub fn describe(&self, l: &mut Line, img: Option<&Image>) {
+        match *self {
+            RestoreError::Image(e) => {
+                e.describe(l);
+                l
+            }
+            RestoreError::Arch(m, bits) => {
+                l.t("image is for ").t(machine_name(m)).t(" (").u(bits as u64).t("-bit); this loader restores ");
+                l.t(arch::NAME).t(" images")
+            }
+            RestoreError::Cpu(missing) => {
+                l.t("image needs CPU features this machine lacks:");
+                for b in 0..64 {
+                    if missing & (1 << b) != 0 {
+                        l.t(" ").t(arch::xfeature_name(b));
+                    }
+                }
+                l
+            }
+            RestoreError::XsaveSize(need, have) => l
+                .t("image's FPU state needs a ")
+                .u(need as u64)
+                .t("-byte xsave area; this CPU has ")
+                .u(have as u64),
+            RestoreError::Vdso => l.t("the vDSO of this kernel differs in size from the checkpointing kernel's"),
+            RestoreError::Cwd(e) => {
+                l.t("the checkpointed working directory ");
+                if let Some(i) = img {
+                    l.s(i.cwd);
+                }
+                l.t(" is not usable (").e(e).t("); restart with -_condor_relocatable (rckpt-loader --relocatable) to stay here")
+            }
+            RestoreError::File(fd, e) => {
+                l.t("cannot reopen fd ").i(fd as i64);
+                if let Some(i) = img {
+                    if let Some((_, p)) = i.fds().find(|(d, _)| d.fd == fd) {
+                        l.t(" (").s(p).t(")");
+                    }
+                }
+                l.t(": ").e(e)
+            }
+            RestoreError::Conflict(a) => {
+                l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it")
+            }
+            RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
+            RestoreError::TooMany(what) => l.t("too many ").t(what),
+        };
+    }
+}
+
+const MAX_FDS: usize = 1024;
+const MAX_SEGS: usize = 8192;
+
+/// Scratch space the loader provides (static arrays in its .bss).
+pub struct Buffers<'a> {
+    pub head: &'a mut [u8],
+    pub maps: &'a mut [u8],
+    pub io: &'a mut [u8],
+    /// One bit per segment: mapped and read in `prepare`.
+    pub placed: &'a mut [u64; MAX_SEGS / 64],
+}
+
+/// Everything `commit` needs, prepared and checked.
+pub struct Plan<'a> {
+    pub img: Image<'a>,
+    fd: Fd,
+    /// (target fd, temporary fd) of files to install.
+    fds: [(i32, i32); MAX_FDS],
+    nfds: usize,
+    cwd_fd: Fd,
+    maps: &'a mut [u8],
+    placed: &'a mut [u64; MAX_SEGS / 64],
+    io: &'a mut [u8],
+    ckpt: CPath,
+    opts_relocatable: bool,
+    opts_debug: bool,
+    opts_aggravate: bool,
+    warn: [u8; 5],
+    loader: (usize, usize),
+}
+
+fn is_placed(p: &[u64; MAX_SEGS / 64], i: usize) -> bool {
+    p[i / 64] & (1 << (i % 64)) != 0
+}
+
+/// The range the loader occupies plus the scratch room it needs above
+/// itself for moving the vDSO.
+fn reserved(loader: (usize, usize)) -> (usize, usize) {
+    (loader.0, loader.1 + (64 << 20))
+}
+
+/// Open the image and read its head.
+pub fn open_image<'a>(path: &[u8], head: &'a mut [u8]) -> Result<(Fd, u64, &'a [u8]), RestoreError> {
+    let mut p = CPath::from_bytes(path).map_err(sys_err("image path"))?;
+    let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(sys_err("cannot open"))?;
+    let st = sys::fstat(fd).map_err(sys_err("cannot stat"))?;
+    if st.mode & sys::S_IFMT != sys::S_IFREG {
+        return Err(RestoreError::Sys("not a regular file", Errno::EINVAL));
+    }
+    let want = (st.size as usize).min(head.len());
+    image::read_exact(fd, &mut head[..want], 0)?;
+    Ok((fd, st.size, &head[..want]))
+}
+
+/// Check the image's architecture and the CPU's features.
+pub fn check_machine(img: &Image) -> Result<(), RestoreError> {
+    if img.machine != arch::ELF_MACHINE || img.class != crate::elf::Class::NATIVE {
+        return Err(RestoreError::Arch(img.machine as u32, img.class.bits()));
+    }
+    let missing = img.header.xfeatures & !arch::xcr0();
+    if missing != 0 {
+        return Err(RestoreError::Cpu(missing));
+    }
+    if img.header.xsave_len > arch::xsave_size() {
+        return Err(RestoreError::XsaveSize(img.header.xsave_len, arch::xsave_size()));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Default)]
+struct VdsoNow {
+    block: usize,
+    block_end: usize,
+    vdso: usize,
+}
+
+fn vdso_now(maps: &[u8]) -> VdsoNow {
+    let mut v = VdsoNow { block: usize::MAX, ..Default::default() };
+    for (s, e) in procfs::lines(maps) {
+        if let Some(m) = procfs::parse_map_line(maps, s, e) {
+            let name = m.name(maps);
+            if name.starts_with(b"[vvar") || name == b"[vdso]" {
+                v.block = v.block.min(m.start);
+                v.block_end = v.block_end.max(m.end);
+                if name == b"[vdso]" {
+                    v.vdso = m.start;
+                }
+            }
+        }
+    }
+    if v.block == usize::MAX {
+        v.block = 0;
+    }
+    v
+}
+
+/// Phase one: everything that can fail, with nothing of the loader's
+/// process given up yet.
+pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) -> Result<Plan<'a>, RestoreError> {
+    let Buffers { head, maps, io, placed } = bufs;
+    let (fd, size, head) = open_image(opts.image, head)?;
+    let img = Image::parse(head, size)?;
+    check_machine(&img)?;
+    let h = img.header;
+    let nseg = img.nseg();
+    if nseg > MAX_SEGS {
+        return Err(RestoreError::TooMany("segments"));
+    }
+
+    // The loader's own range must be free in the image.
+    let res = reserved(loader);
+    for i in 0..nseg {
+        let d = img.seg(i);
+        let (s, e) = (d.vaddr as usize, (d.vaddr + d.len) as usize);
+        if s < res.1 && e > res.0 {
+            return Err(RestoreError::Conflict(d.vaddr));
+        }
+    }
+    let vb = (h.vdso_block as usize, (h.vdso_block + h.vdso_block_len) as usize);
+    if h.vdso_block_len != 0 && vb.0 < res.1 && vb.1 > res.0 {
+        return Err(RestoreError::Conflict(h.vdso_block));
+    }
+
+    // vDSO: the same layout as the checkpointing kernel's.
+    let n = sys::read_file(b"/proc/self/maps", maps).map_err(sys_err("reading /proc/self/maps"))?;
+    let v = vdso_now(&maps[..n]);
+    if h.vdso_block_len != 0 && ((v.block_end - v.block) as u64 != h.vdso_block_len || (v.vdso - v.block) as u64 != h.vdso_off) {
+        return Err(RestoreError::Vdso);
+    }
+
+    // Working directory.
+    let mut here = CPath::new();
+    sys::getcwd(&mut here).map_err(sys_err("reading the working directory"))?;
+    let cwd_fd = if opts.relocatable {
+        -1
+    } else {
+        let mut p = CPath::from_bytes(img.cwd).map_err(RestoreError::Cwd)?;
+        sys::open(&mut p, sys::O_PATH | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(RestoreError::Cwd)?
+    };
+
+    // Files: open each one now, above every target number.
+    let max_target = img.fds().map(|(d, _)| d.fd).max().unwrap_or(0).max(2);
+    let base = (max_target + 1).max(10) as usize;
+    let fd = sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd).map_err(sys_err("moving the image fd"))?;
+    let mut plan_fds = [(0i32, 0i32); MAX_FDS];
+    let mut nfds = 0;
+    let mut warned_unsup = false;
+    let mut warned_rw = false;
+    for (d, path) in img.fds() {
+        if d.fd <= 2 {
+            continue; // taken from the restarting environment
+        }
+        if d.kind == fd_kind::OTHER {
+            if opts.warn[crate::flags::WARN_UNSUP] != 0 && !(warned_unsup && opts.warn[crate::flags::WARN_UNSUP] == 2) {
+                Line::new()
+                    .t("rckpt: warning: fd ")
+                    .i(d.fd as i64)
+                    .t(" (")
+                    .s(path)
+                    .t(") cannot be restored (not a file); it stays closed")
+                    .emit();
+                warned_unsup = true;
+            }
+            continue;
+        }
+        let mut p = CPath::new();
+        let old = img.cwd;
+        if opts.relocatable && path.len() > old.len() && path.starts_with(old) && path[old.len()] == b'/' {
+            p.push(here.as_bytes()).and_then(|_| p.push(&path[old.len()..])).map_err(|e| RestoreError::File(d.fd, e))?;
+        } else {
+            p.push(path).map_err(|e| RestoreError::File(d.fd, e))?;
+        }
+        const KEEP: u32 = 0o3 | sys::O_APPEND | 0o4000 /* O_NONBLOCK */ | 0o10000 /* O_DSYNC */
+            | 0o4010000 /* O_SYNC */ | 0o1000000 /* O_NOATIME */ | 0o40000 /* O_DIRECT */;
+        let flags = if d.kind == fd_kind::DIR { sys::O_RDONLY | sys::O_DIRECTORY } else { d.flags & KEEP };
+        let t = sys::open(&mut p, flags | sys::O_CLOEXEC, 0).map_err(|e| RestoreError::File(d.fd, e))?;
+        if d.kind != fd_kind::CHR {
+            sys::lseek(t, d.pos, sys::SEEK_SET).map_err(|e| RestoreError::File(d.fd, e))?;
+        }
+        let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map_err(|e| RestoreError::File(d.fd, e))? as Fd;
+        let _ = sys::close(t);
+        if nfds == MAX_FDS {
+            return Err(RestoreError::TooMany("files"));
+        }
+        plan_fds[nfds] = (d.fd | (((d.flags & sys::O_CLOEXEC != 0) as i32) << 30), high);
+        nfds += 1;
+        if d.flags & 0o3 == sys::O_RDWR && opts.warn[crate::flags::WARN_READWRITE] != 0 && !(warned_rw && opts.warn[crate::flags::WARN_READWRITE] == 2) {
+            Line::new()
+                .t("rckpt: notice: fd ")
+                .i(d.fd as i64)
+                .t(" (")
+                .s(p.as_bytes())
+                .t(") is open read-write; its contents are not part of the checkpoint")
+                .emit();
+            warned_rw = true;
+        }
+    }
+
+    // Segment data: into place where the address is free, else through the
+    // buffer; either way every checksum is verified now.
+    placed.fill(0);
+    for i in 0..nseg {
+        let d = img.seg(i);
+        let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
+            | sys::MAP_ANONYMOUS
+            | if d.kind == seg_kind::STACK { sys::MAP_GROWSDOWN } else { 0 };
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let r = unsafe {
+            sys::mmap(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, flags | sys::MAP_FIXED_NOREPLACE, -1, 0)
+        };
+        match r {
+            Ok(a) if a == d.vaddr as usize => {
+                placed[i / 64] |= 1 << (i % 64);
+                if img.seg_has_data(i) {
+                    read_segment_into_place(&img, fd, i, true)?;
+                }
+            }
+            Ok(a) => {
+                // An old kernel that ignored NOREPLACE placed it elsewhere.
+                // SAFETY: the mapping just made, nothing uses it.
+                let _ = unsafe { sys::munmap(a, d.len as usize) };
+                image::verify_segment(&img, fd, i, io)?;
+            }
+            Err(_) => image::verify_segment(&img, fd, i, io)?,
+        }
+    }
+
+    let mut ckpt = CPath::new();
+    match opts.ckpt {
+        Some(c) => ckpt.push(c).map_err(sys_err("checkpoint path"))?,
+        None => {
+            if opts.image.first() != Some(&b'/') {
+                ckpt.push(here.as_bytes()).and_then(|_| ckpt.push(b"/")).map_err(sys_err("checkpoint path"))?;
+            }
+            ckpt.push(opts.image).map_err(sys_err("checkpoint path"))?;
+        }
+    }
+    Ok(Plan {
+        img,
+        fd,
+        fds: plan_fds,
+        nfds,
+        cwd_fd,
+        maps,
+        placed,
+        io,
+        ckpt,
+        opts_relocatable: opts.relocatable,
+        opts_debug: opts.debug,
+        opts_aggravate: opts.aggravate_bugs,
+        warn: opts.warn,
+        loader,
+    })
+}
+
+/// Read segment `i`'s data extents into its (already mapped, writable)
+/// place; with `verify`, checksum them from memory.
+fn read_segment_into_place(img: &Image, fd: Fd, i: usize, verify: bool) -> Result<(), ImageError> {
+    let d = img.seg(i);
+    let mut sum = SegSum::default();
+    image::for_each_extent(fd, d.file_off, d.len, |s, e| {
+        let addr = d.vaddr as usize + (s - d.file_off) as usize;
+        let len = (e - s) as usize;
+        image::read_exact_raw(fd, addr, len, s)?;
+        if verify {
+            // SAFETY: `addr..addr+len` is inside the segment just mapped
+            // read-write and filled by pread.
+            let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+            sum.add_pages((s - d.file_off) / PAGE_SIZE, data);
+        }
+        Ok(())
+    })?;
+    if verify && sum.0 != d.checksum {
+        return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
+    }
+    Ok(())
+}
+
+/// Whether `[s, e)` lies inside some image segment (segments are sorted).
+fn covered_by_image(img: &Image, s: usize, e: usize) -> bool {
+    let mut pos = s;
+    for i in 0..img.nseg() {
+        let d = img.seg(i);
+        let (a, b) = (d.vaddr as usize, (d.vaddr + d.len) as usize);
+        if a <= pos && pos < b {
+            pos = b;
+            if pos >= e {
+                return true;
+            }
+        }
+    }
+    pos >= e
+}
+
+impl Plan<'_> {
+    /// Phase two. Failures here are reported and the process exits: the
+    /// loader's own process is gone by then, but nothing outside it changed.
+    pub fn commit(self) -> ! {
+        match self.commit_inner() {
+            Ok(never) => match never {},
+            Err(e) => {
+                let mut l = Line::new();
+                l.t("rckpt-loader: restore failed after the point of no return: ");
+                e.describe(&mut l, None);
+                l.emit();
+                sys::exit_group(1)
+            }
+        }
+    }
+
+    fn commit_inner(self) -> Result<core::convert::Infallible, RestoreError> {
+        let h = self.img.header;
+        let t0 = sys::monotonic_ns();
+        // 1. Unmap everything that is neither the loader, the vDSO, nor an
+        //    image segment already in place (the kernel's stack, mostly).
+        let n = sys::read_file(b"/proc/self/maps", self.maps).map_err(sys_err("reading /proc/self/maps"))?;
+        let maps = &self.maps[..n];
+        let v = vdso_now(maps);
+        for (ls, le) in procfs::lines(maps) {
+            let Some(m) = procfs::parse_map_line(maps, ls, le) else { continue };
+            let name = m.name(maps);
+            if name.starts_with(b"[vvar") || name == b"[vdso]" || name == b"[vsyscall]" {
+                continue;
+            }
+            if m.start >= self.loader.0 && m.end <= self.loader.1 {
+                continue;
+            }
+            if covered_by_image(&self.img, m.start, m.end) {
+                continue;
+            }
+            // SAFETY: not the loader (code, data, stack) and not restored
+            // memory: the kernel's initial stack and similar leftovers.
+            unsafe { sys::munmap(m.start, m.end - m.start) }.map_err(sys_err("unmapping the loader's stack"))?;
+        }
+
+        // 2. The current vDSO (with its vvar pages) to the image's address.
+        if h.vdso_block_len != 0 && v.block != h.vdso_block as usize {
+            let len = v.block_end - v.block;
+            let tmp = (self.loader.1 + (1 << 20) + 4095) & !4095;
+            let target = h.vdso_block as usize;
+            let overlap = target < v.block_end && target + len > v.block;
+            let from = if overlap {
+                move_block(maps, v.block, tmp)?;
+                tmp
+            } else {
+                v.block
+            };
+            move_block_from(maps, v.block, from, target)?;
+        }
+
+        // 3. Segments that had no free place during prepare.
+        for i in 0..self.img.nseg() {
+            if is_placed(self.placed, i) {
+                continue;
+            }
+            let d = self.img.seg(i);
+            let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
+                | sys::MAP_ANONYMOUS
+                | sys::MAP_FIXED;
+            // SAFETY: the range was checked not to overlap the loader; what
+            // was there (the kernel's stack) is already unmapped.
+            unsafe { sys::mmap(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, flags, -1, 0) }
+                .map_err(sys_err("mapping a segment"))?;
+            if self.img.seg_has_data(i) {
+                read_segment_into_place(&self.img, self.fd, i, false)?;
+            }
+        }
+        let _ = &self.io;
+
+        // 4. The runtime's patch block: what this restart's command line said.
+        let pa = h.patch_addr as usize;
+        // SAFETY: patch_addr points into the restored runtime's data, now in
+        // place and writable (protections are applied below).
+        let patch = unsafe { &mut *(pa as *mut RestartPatch) };
+        if patch.magic == PATCH_MAGIC {
+            patch.ckpt_path.fill(0);
+            let n = self.ckpt.len().min(patch.ckpt_path.len() - 1);
+            patch.ckpt_path[..n].copy_from_slice(&self.ckpt.as_bytes()[..n]);
+            patch.relocatable = self.opts_relocatable as u32;
+            patch.generation = h.generation + 1;
+            patch.debug = self.opts_debug as u32;
+            patch.warn[..5].copy_from_slice(&self.warn);
+            patch.reserved = self.opts_aggravate as u32;
+        }
+
+        // 5. Final protections.
+        for i in 0..self.img.nseg() {
+            let d = self.img.seg(i);
+            // SAFETY: the segment's own range, set to its recorded protection.
+            unsafe { sys::mprotect(d.vaddr as usize, d.len as usize, d.prot) }.map_err(sys_err("protecting a segment"))?;
+        }
+
+        // 6. Working directory and umask (before the fds: the directory fd
+        //    may sit on a number a file is about to take).
+        if self.cwd_fd >= 0 {
+            sys::fchdir(self.cwd_fd).map_err(RestoreError::Cwd)?;
+            let _ = sys::close(self.cwd_fd);
+        }
+        sys::umask(h.umask);
+
+        // 7. File descriptors: close what the restarting environment passed
+        //    beyond 0-2, then install the reopened files at their numbers.
+        let keep_fd = |fd: Fd, plan: &Plan| fd <= 2 || fd == plan.fd || plan.fds[..plan.nfds].iter().any(|&(_, t)| t == fd);
+        let mut dir = CPath::from_bytes(b"/proc/self/fd").map_err(sys_err("listing fds"))?;
+        let dfd = sys::open(&mut dir, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(sys_err("listing fds"))?;
+        let k = sys::getdents64(dfd, self.io).map_err(sys_err("listing fds"))?;
+        let _ = sys::close(dfd);
+        for name in procfs::dirents(&self.io[..k]) {
+            if let Some(n) = procfs::dec(name) {
+                let n = n as Fd;
+                if n != dfd && !keep_fd(n, &self) {
+                    let _ = sys::close(n);
+                }
+            }
+        }
+        for &(target, tmp) in &self.fds[..self.nfds] {
+            let cloexec = target & (1 << 30) != 0;
+            let target = target & !(1 << 30);
+            sys::dup3(tmp, target, if cloexec { sys::O_CLOEXEC } else { 0 }).map_err(sys_err("installing a file"))?;
+            let _ = sys::close(tmp);
+        }
+
+        // 8. Signal dispositions; pending signals re-raised while all are
+        //    blocked (sigreturn installs the program's own mask).
+        sys::sigprocmask(sys::SIG_SETMASK, Some(!0)).map_err(sys_err("blocking signals"))?;
+        for sig in 1..=64usize {
+            if sig == 9 || sig == 19 {
+                continue;
+            }
+            let d = self.img.sig(sig);
+            let ka = KSigaction { handler: d.handler as usize, flags: d.flags as usize, restorer: d.restorer as usize, mask: d.mask };
+            // SAFETY: the handlers and restorers are addresses in the restored
+            // program, recorded from this very process image.
+            let _ = unsafe { sys::sigaction(sig as i32, Some(&ka), None) };
+        }
+        let me = sys::getpid();
+        for sig in 1..=64i32 {
+            if h.pending & sys::sigbit(sig) != 0 && sig != 20 && sig != 12 {
+                let _ = sys::tgkill(me, sys::gettid(), sig);
+            }
+        }
+
+        // 9. The kernel's view of the address space, and the task name.
+        let mut mm = linux_raw_sys::prctl::prctl_mm_map {
+            start_code: h.mm.start_code,
+            end_code: h.mm.end_code,
+            start_data: h.mm.start_data,
+            end_data: h.mm.end_data,
+            start_brk: h.mm.start_brk,
+            brk: h.mm.brk,
+            start_stack: h.mm.start_stack,
+            arg_start: h.mm.arg_start,
+            arg_end: h.mm.arg_end,
+            env_start: h.mm.env_start,
+            env_end: h.mm.env_end,
+            auxv: self.img.auxv.as_ptr() as *mut u64,
+            auxv_size: self.img.auxv.len() as u32,
+            exe_fd: u32::MAX,
+        };
+        // SAFETY: PR_SET_MM_MAP reads the struct and the auxv array.
+        unsafe {
+            sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0)
+        }
+        .map_err(sys_err("prctl(PR_SET_MM_MAP)"))?;
+        let mut comm = [0u8; 17];
+        comm[..16].copy_from_slice(&h.comm);
+        // SAFETY: PR_SET_NAME reads at most 16 bytes.
+        let _ = unsafe { sys::prctl(15, comm.as_ptr() as usize, 0, 0, 0) };
+
+        // 10. rseq: re-register glibc's area (cleared of any critical section).
+        if h.rseq_len != 0 {
+            // SAFETY: the rseq area is in the restored TLS; rseq_cs (offset 8)
+            // is a user pointer the kernel would follow.
+            unsafe { core::ptr::write_volatile((h.rseq_addr as usize + 8) as *mut u64, 0) };
+            // SAFETY: the area stays valid for the life of the thread.
+            if let Err(e) = unsafe { sys::rseq(h.rseq_addr as usize, h.rseq_len, 0, h.rseq_sig) } {
+                if self.warn[crate::flags::WARN_UNSUP] != 0 {
+                    Line::new().t("rckpt: warning: rseq re-registration failed: ").e(e).emit();
+                }
+            }
+        }
+
+        if self.opts_debug {
+            Line::new()
+                .t("rckpt: D_CKPT: restored ")
+                .u(self.img.nseg() as u64)
+                .t(" segments, generation ")
+                .u(h.generation as u64 + 1)
+                .t(", commit took ")
+                .u((sys::monotonic_ns() - t0) / 1000)
+                .t(" us")
+                .emit();
+        }
+        let _ = sys::close(self.fd);
+
+        // 11. TLS, then into the program's own tail: unmap the loader and
+        //     rt_sigreturn into the checkpoint handler's frame.
+        // SAFETY: the TLS blocks are restored; no loader code uses TLS.
+        unsafe { arch::set_tls_base(h.fs_base as usize, h.gs_base as usize) }
+            .map_err(|e| RestoreError::Sys("setting the TLS base", Errno::new(-e as i32)))?;
+        // SAFETY: tail_addr is rckpt_restore_tail in the restored image; the
+        // loader range is exactly the loader's code, data and stack.
+        unsafe {
+            arch::jump_to_tail(h.tail_addr as usize, self.loader.0, self.loader.1 - self.loader.0, arch::sigreturn_sp(h.uc_addr as usize))
+        }
+    }
+}
+
+/// Move every vvar/vdso piece of the block at `block` by `to - block`.
+fn move_block(maps: &[u8], block: usize, to: usize) -> Result<(), RestoreError> {
+    move_block_from(maps, block, block, to)
+}
+
+/// The pieces were listed at `listed` (their addresses in `maps`); they are
+/// now at `from`; move them to `to`, keeping their offsets.
+fn move_block_from(maps: &[u8], listed: usize, from: usize, to: usize) -> Result<(), RestoreError> {
+    for (ls, le) in procfs::lines(maps) {
+        let Some(m) = procfs::parse_map_line(maps, ls, le) else { continue };
+        let name = m.name(maps);
+        if !(name.starts_with(b"[vvar") || name == b"[vdso]") {
+            continue;
+        }
+        let off = m.start - listed;
+        // SAFETY: moves a kernel special mapping of this process to an
+        // address the image reserved for it; nothing else is there.
+        unsafe { sys::mremap_fixed(from + off, m.end - m.start, to + off) }.map_err(sys_err("moving the vDSO"))?;
+    }
+    Ok(())
+}

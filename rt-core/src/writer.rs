@@ -1,0 +1,790 @@
+//! The checkpoint writer. Runs inside the checkpoint signal handler of a
+//! relinked program.
+//!
+//! Forbidden here: allocation, `core::fmt`, panics, locks, libc calls. All
+//! working memory is one anonymous mapping made at the start and unmapped at
+//! the end (it is left out of the image); /proc files are read whole into it
+//! before they are parsed.
+//!
+//! Atomicity: the image goes to `FILE.tmp`, is fsync'ed, renamed over `FILE`,
+//! and the directory is fsync'ed. On any error the `.tmp` is removed and
+//! `FILE` is untouched.
+
+use crate::elf::{self, Class, Cursor, Phdr};
+use crate::format::*;
+use crate::hash::{self, SegSum};
+use crate::procfs::{self, MapLine};
+use crate::sys::{self, CPath, Errno, Fd, KSigaction};
+use rckpt_arch as arch;
+
+/// What the handler asks for.
+pub struct Request<'a> {
+    /// The ucontext the kernel passed to the handler.
+    pub uc: *const u8,
+    pub signal: i32,
+    /// Absolute path of the checkpoint file.
+    pub path: &'a CPath,
+    pub patch_addr: usize,
+    pub tail_addr: usize,
+    pub rseq_addr: usize,
+    pub rseq_len: u32,
+    pub generation: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Stats {
+    pub segments: u32,
+    pub stored: u64,
+    pub file_size: u64,
+    pub ns: u64,
+}
+
+/// What failed, for the one-line message.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    pub what: &'static str,
+    pub errno: Errno,
+}
+
+fn fail(what: &'static str) -> impl FnOnce(Errno) -> Failure {
+    move |errno| Failure { what, errno }
+}
+
+const MAX_MAPS: usize = 8192;
+const MAPS_TEXT: usize = 2 << 20;
+const HDR_MAX: usize = 4 << 20;
+const SMALL: usize = 64 << 10;
+const SCAN_VEC: usize = 4096;
+const CHUNK: usize = 1 << 20;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// `_IOWR('f', 16, struct pm_scan_arg)`.
+const PAGEMAP_SCAN: usize = 0xC060_6610;
+const PAGE_IS_PRESENT: u64 = 8;
+const PAGE_IS_SWAPPED: u64 = 16;
+const PAGE_IS_PFNZERO: u64 = 32;
+
+#[derive(Clone, Copy, Default)]
+struct Seg {
+    map: MapLine,
+    kind: u32,
+    prot: u32,
+    /// Whether any data may be stored (decides `p_filesz`).
+    has_data: bool,
+    file_off: u64,
+    stored: u64,
+    sum: u64,
+}
+
+#[repr(C)]
+struct Scratch {
+    maps_text: [u8; MAPS_TEXT],
+    segs: [Seg; MAX_MAPS],
+    hdr: [u8; HDR_MAX],
+    small: [u8; SMALL],
+    dents: [u8; SMALL],
+    scan: [PageRegion; SCAN_VEC],
+    bounce: [u8; CHUNK],
+}
+
+/// The scratch mapping; unmapped on drop.
+struct ScratchMap {
+    addr: usize,
+    len: usize,
+}
+
+impl ScratchMap {
+    fn new() -> Result<Self, Failure> {
+        let len = (core::mem::size_of::<Scratch>() + 4095) & !4095;
+        // SAFETY: a fresh anonymous mapping at a kernel-chosen address
+        // replaces nothing.
+        let addr = unsafe {
+            sys::mmap(0, len, sys::PROT_READ | sys::PROT_WRITE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0)
+        }
+        .map_err(fail("allocating working memory"))?;
+        Ok(ScratchMap { addr, len })
+    }
+    fn get(&mut self) -> &mut Scratch {
+        // SAFETY: the mapping is zero-filled, large enough, page aligned, and
+        // all-zero bytes are a valid `Scratch` (integers and bools only).
+        unsafe { &mut *(self.addr as *mut Scratch) }
+    }
+}
+
+impl Drop for ScratchMap {
+    fn drop(&mut self) {
+        // SAFETY: only `get()` borrows point here, and they end with `self`.
+        let _ = unsafe { sys::munmap(self.addr, self.len) };
+    }
+}
+
+/// An open fd closed on drop.
+struct OwnedFd(Fd);
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        let _ = sys::close(self.0);
+    }
+}
+
+/// Write a checkpoint of the calling process.
+pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
+    let t0 = sys::monotonic_ns();
+    let mut map = ScratchMap::new()?;
+    let scratch_range = (map.addr, map.addr + map.len);
+    let s = map.get();
+
+    let threads = count_tasks(&mut s.dents)?;
+    if threads > 1 {
+        return Err(Failure { what: "the process has more than one thread (not supported)", errno: Errno::EOPNOTSUPP });
+    }
+
+    // Everything /proc says, read before anything is written.
+    let n = sys::read_file(b"/proc/self/maps", &mut s.maps_text).map_err(fail("reading /proc/self/maps"))?;
+    let (nseg, vdso) = classify(&s.maps_text[..n], &mut s.segs, scratch_range)?;
+    let segs = &mut s.segs[..nseg];
+    let text = &s.maps_text[..n];
+
+    let mut tmp = req.path.clone();
+    tmp.push(b".tmp").map_err(fail("naming the temporary file"))?;
+    let fd = sys::open(&mut tmp, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC, 0o600)
+        .map_err(fail("creating the temporary file"))?;
+    let fd = OwnedFd(fd);
+
+    // SIGXFSZ would kill the process when the file size limit is hit; with
+    // it ignored, write() reports EFBIG instead.
+    let ign = KSigaction { handler: sys::SIG_IGN, ..Default::default() };
+    let mut old_xfsz = KSigaction::default();
+    // SAFETY: SIG_IGN is always a valid disposition; the old one is restored below.
+    let _ = unsafe { sys::sigaction(25, Some(&ign), Some(&mut old_xfsz)) };
+    let r = write_image(req, fd.0, segs, text, vdso, &mut s.hdr, &mut s.small, &mut s.dents, &mut s.scan, &mut s.bounce, old_xfsz);
+    // SAFETY: restoring the disposition read above.
+    let _ = unsafe { sys::sigaction(25, Some(&old_xfsz), None) };
+    let r = r.and_then(|st| {
+        sys::fsync(fd.0).map_err(fail("syncing the checkpoint"))?;
+        Ok(st)
+    });
+    drop(fd);
+    let mut st = match r {
+        Ok(st) => st,
+        Err(e) => {
+            let _ = sys::unlink(&mut tmp);
+            return Err(e);
+        }
+    };
+    let mut dst = req.path.clone();
+    if let Err(e) = sys::rename(&mut tmp, &mut dst) {
+        let _ = sys::unlink(&mut tmp);
+        return Err(Failure { what: "renaming the checkpoint into place", errno: e });
+    }
+    sync_dir(req.path);
+    st.ns = sys::monotonic_ns() - t0;
+    Ok(st)
+}
+
+/// fsync the directory holding `path` so the rename is durable.
+fn sync_dir(path: &CPath) {
+    let b = path.as_bytes();
+    let cut = b.iter().rposition(|&c| c == b'/').unwrap_or(0);
+    let dir = if cut == 0 { &b"/"[..] } else { &b[..cut] };
+    if let Ok(mut d) = CPath::from_bytes(dir) {
+        if let Ok(fd) = sys::open(&mut d, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0) {
+            let _ = sys::fsync(fd);
+            let _ = sys::close(fd);
+        }
+    }
+}
+
+fn count_tasks(buf: &mut [u8]) -> Result<usize, Failure> {
+    let mut p = CPath::from_bytes(b"/proc/self/task").map_err(fail("reading /proc/self/task"))?;
+    let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0)
+        .map_err(fail("reading /proc/self/task"))?;
+    let fd = OwnedFd(fd);
+    let mut count = 0;
+    loop {
+        let n = sys::getdents64(fd.0, buf).map_err(fail("reading /proc/self/task"))?;
+        if n == 0 {
+            break;
+        }
+        for name in procfs::dirents(&buf[..n]) {
+            if name.first().is_some_and(|c| c.is_ascii_digit()) {
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Vdso {
+    block: usize,
+    block_end: usize,
+    vdso: usize,
+    vdso_end: usize,
+}
+
+/// Turn /proc/self/maps into the segment list; find the vDSO block.
+fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usize, Vdso), Failure> {
+    let mut n = 0;
+    let mut v = Vdso { block: usize::MAX, ..Default::default() };
+    for (ls, le) in procfs::lines(text) {
+        let Some(m) = procfs::parse_map_line(text, ls, le) else {
+            return Err(Failure { what: "parsing /proc/self/maps", errno: Errno::EINVAL });
+        };
+        if m.start >= skip.0 && m.end <= skip.1 {
+            continue;
+        }
+        let name = m.name(text);
+        if name.starts_with(b"[vvar") || name == b"[vdso]" {
+            v.block = v.block.min(m.start);
+            v.block_end = v.block_end.max(m.end);
+            if name == b"[vdso]" {
+                v.vdso = m.start;
+                v.vdso_end = m.end;
+            }
+            continue;
+        }
+        if name == b"[vsyscall]" || m.start >= arch::USER_MAX {
+            continue;
+        }
+        let kind = if m.shared {
+            seg_kind::SHARED
+        } else if name == b"[heap]" {
+            seg_kind::HEAP
+        } else if name == b"[stack]" {
+            seg_kind::STACK
+        } else if name.first() == Some(&b'/') && m.inode != 0 {
+            seg_kind::FILE
+        } else {
+            seg_kind::ANON
+        };
+        let prot = (m.read as u32) * sys::PROT_READ
+            | (m.write as u32) * sys::PROT_WRITE
+            | (m.exec as u32) * sys::PROT_EXEC;
+        let Some(slot) = segs.get_mut(n) else {
+            return Err(Failure { what: "too many mappings", errno: Errno::E2BIG });
+        };
+        *slot = Seg { map: m, kind, prot, has_data: m.read, ..Default::default() };
+        n += 1;
+    }
+    if v.block == usize::MAX {
+        v.block = 0;
+    }
+    Ok((n, v))
+}
+
+/// Does PAGEMAP_SCAN find any stored page in the range? `None` when the
+/// kernel lacks PAGEMAP_SCAN.
+fn scan(pm: Fd, start: usize, end: usize, vec: &mut [PageRegion], max_pages: u64) -> Option<Result<(usize, u64), Errno>> {
+    let mut arg = PmScanArg {
+        size: core::mem::size_of::<PmScanArg>() as u64,
+        start: start as u64,
+        end: end as u64,
+        vec: vec.as_mut_ptr() as usize as u64,
+        vec_len: vec.len() as u64,
+        max_pages,
+        category_inverted: PAGE_IS_PFNZERO,
+        category_mask: PAGE_IS_PFNZERO,
+        category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a pm_scan_arg whose vec points at `vec`, which the
+    // kernel fills with at most vec_len entries.
+    match unsafe { sys::ioctl(pm, PAGEMAP_SCAN, &mut arg as *mut PmScanArg as usize) } {
+        Ok(k) => Some(Ok((k, arg.walk_end))),
+        Err(Errno::ENOTTY) | Err(Errno::EINVAL) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+fn uses_scan(kind: u32) -> bool {
+    matches!(kind, seg_kind::ANON | seg_kind::HEAP | seg_kind::STACK)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_image(
+    req: &Request,
+    fd: Fd,
+    segs: &mut [Seg],
+    text: &[u8],
+    vdso: Vdso,
+    hdr: &mut [u8],
+    small: &mut [u8],
+    dents: &mut [u8],
+    vec: &mut [PageRegion],
+    bounce: &mut [u8],
+    old_xfsz: KSigaction,
+) -> Result<Stats, Failure> {
+    // The segment holding this very stack changes while it is written: it
+    // goes through a copy, so that file and checksum agree.
+    let here = &bounce as *const _ as usize;
+    let class = Class::NATIVE;
+    let mut pmp = CPath::from_bytes(b"/proc/self/pagemap").map_err(fail("opening pagemap"))?;
+    let pm = OwnedFd(sys::open(&mut pmp, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("opening /proc/self/pagemap"))?);
+
+    // Which segments store anything at all (decides p_filesz).
+    let mut have_scan = true;
+    for sg in segs.iter_mut() {
+        if sg.has_data && uses_scan(sg.kind) {
+            match scan(pm.0, sg.map.start, sg.map.end, &mut vec[..1], 1) {
+                Some(Ok((k, _))) => sg.has_data = k > 0,
+                Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: e }),
+                None => have_scan = false,
+            }
+        }
+    }
+
+    let phnum = 1 + segs.len();
+    let notes_at = class.ehdr_size() + phnum * class.phdr_size();
+    let mut c = Cursor::new(hdr);
+    c.pos = notes_at;
+    let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, &[fd, pm.0], old_xfsz)?;
+    if c.overflow {
+        return Err(Failure { what: "building notes (too large)", errno: Errno::E2BIG });
+    }
+    let seal_at = c.pos;
+    let hdr_len = seal_at + 12 + 8 + core::mem::size_of::<Seal>();
+
+    // Lay the segments out after the header, page aligned.
+    let mut off = page_up(hdr_len as u64);
+    for sg in segs.iter_mut() {
+        sg.file_off = off;
+        if sg.has_data {
+            off += (sg.map.end - sg.map.start) as u64;
+        }
+    }
+    let file_size = off;
+
+    let mut stored_total = 0;
+    for sg in segs.iter_mut() {
+        if !sg.has_data {
+            continue;
+        }
+        let mut sum = SegSum::default();
+        let mut stored = 0u64;
+        if uses_scan(sg.kind) && have_scan {
+            let mut start = sg.map.start;
+            loop {
+                let (k, walk_end) = match scan(pm.0, start, sg.map.end, vec, 0) {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: e }),
+                    None => return Err(Failure { what: "scanning page tables", errno: Errno::ENOTTY }),
+                };
+                let live = sg.map.start <= here && here < sg.map.end;
+                for r in &vec[..k] {
+                    let b = if live { Some(&mut *bounce) } else { None };
+                    stored += write_run(fd, sg, r.start as usize, r.end as usize, &mut sum, b)?;
+                }
+                if k < vec.len() || walk_end as usize >= sg.map.end {
+                    break;
+                }
+                start = walk_end as usize;
+            }
+        } else {
+            let live = sg.map.start <= here && here < sg.map.end;
+            stored += write_run(fd, sg, sg.map.start, sg.map.end, &mut sum, if live { Some(&mut *bounce) } else { None })?;
+        }
+        sg.stored = stored;
+        sg.sum = sum.0;
+        stored_total += stored;
+    }
+    sys::ftruncate(fd, file_size).map_err(fail("sizing the checkpoint"))?;
+
+    // Now every offset and checksum is known: fill in the segment table, the
+    // program headers and the ELF header, then seal.
+    for (i, sg) in segs.iter().enumerate() {
+        let d = SegDesc {
+            vaddr: sg.map.start as u64,
+            len: (sg.map.end - sg.map.start) as u64,
+            file_off: sg.file_off,
+            stored: sg.stored,
+            checksum: sg.sum,
+            prot: sg.prot,
+            kind: sg.kind,
+        };
+        let at = marks.segs + i * core::mem::size_of::<SegDesc>();
+        c.buf[at..at + core::mem::size_of::<SegDesc>()].copy_from_slice(pod_bytes(&d));
+    }
+    let end = c.pos;
+    c.pos = 0;
+    elf::write_ehdr(&mut c, class, arch::ELF_MACHINE, class.ehdr_size() as u64, phnum as u16);
+    elf::write_phdr(
+        &mut c,
+        class,
+        &Phdr { p_type: elf::PT_NOTE, offset: notes_at as u64, filesz: (hdr_len - notes_at) as u64, align: 4, ..Default::default() },
+    );
+    for sg in segs.iter() {
+        let len = (sg.map.end - sg.map.start) as u64;
+        let flags = if sg.prot & sys::PROT_READ != 0 { elf::PF_R } else { 0 }
+            | if sg.prot & sys::PROT_WRITE != 0 { elf::PF_W } else { 0 }
+            | if sg.prot & sys::PROT_EXEC != 0 { elf::PF_X } else { 0 };
+        elf::write_phdr(
+            &mut c,
+            class,
+            &Phdr {
+                p_type: elf::PT_LOAD,
+                flags,
+                offset: sg.file_off,
+                vaddr: sg.map.start as u64,
+                filesz: if sg.has_data { len } else { 0 },
+                memsz: len,
+                align: PAGE_SIZE,
+            },
+        );
+    }
+    c.pos = end;
+    let seal = Seal { hash: hash::xxh64(&c.buf[..seal_at], SEAL_SEED), reserved: 0 };
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SEAL);
+    c.bytes(pod_bytes(&seal));
+    c.end_note(m);
+    if c.overflow || c.pos != hdr_len {
+        return Err(Failure { what: "building the header", errno: Errno::E2BIG });
+    }
+    sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
+    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0 })
+}
+
+/// Write `[a, b)` of segment `sg` at its place in the file; hash what was
+/// written. Returns the bytes stored. For file-backed mappings a fault (the
+/// part of the mapping past the end of the file) ends the segment's data.
+/// With `bounce`, each chunk is copied first and the copy written and hashed.
+fn write_run(fd: Fd, sg: &Seg, a: usize, b: usize, sum: &mut SegSum, mut bounce: Option<&mut [u8]>) -> Result<u64, Failure> {
+    let mut addr = a;
+    let mut stored = 0u64;
+    while addr < b {
+        let want = (b - addr).min(CHUNK);
+        let off = sg.file_off + (addr - sg.map.start) as u64;
+        if let Some(buf) = bounce.as_deref_mut() {
+            // SAFETY: `addr..addr+want` is a present, readable part of this
+            // (anonymous, readable) mapping; the copy is taken at one moment.
+            let src = unsafe { core::slice::from_raw_parts(addr as *const u8, want) };
+            buf[..want].copy_from_slice(src);
+            sys::pwrite_all(fd, &buf[..want], off).map_err(fail("writing memory"))?;
+            sum.add_pages(((addr - sg.map.start) / hash::PAGE) as u64, &buf[..want]);
+            stored += want as u64;
+            addr += want;
+            continue;
+        }
+        let mut done = 0usize;
+        let mut faulted = false;
+        while done < want {
+            match sys::pwrite_raw(fd, addr + done, want - done, off + done as u64) {
+                Ok(0) => return Err(Failure { what: "writing memory", errno: Errno::EIO }),
+                Ok(k) => done += k,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EFAULT) if sg.kind == seg_kind::FILE => {
+                    faulted = true;
+                    break;
+                }
+                Err(e) => return Err(Failure { what: "writing memory", errno: e }),
+            }
+        }
+        // SAFETY: the kernel just read these `done` bytes of our own memory,
+        // so they are mapped and readable.
+        let data = unsafe { core::slice::from_raw_parts(addr as *const u8, done) };
+        sum.add_pages(((addr - sg.map.start) / hash::PAGE) as u64, data);
+        stored += done as u64;
+        if faulted {
+            break;
+        }
+        addr += done;
+    }
+    Ok(stored)
+}
+
+/// Offsets of the notes patched after the data is written.
+struct Marks {
+    segs: usize,
+}
+
+fn put_str_padded(c: &mut Cursor, b: &[u8], n: usize) {
+    let k = b.len().min(n);
+    c.bytes(&b[..k]);
+    c.zeros(n - k);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_notes(
+    c: &mut Cursor,
+    req: &Request,
+    segs: &[Seg],
+    text: &[u8],
+    vdso: Vdso,
+    small: &mut [u8],
+    dents: &mut [u8],
+    own_fds: &[Fd],
+    old_xfsz: KSigaction,
+) -> Result<Marks, Failure> {
+    let class = Class::NATIVE;
+    let w = class.word();
+    let (fs, gs) = arch::tls_base();
+    // SAFETY: req.uc is the handler's ucontext (the crt's contract).
+    let gregs = unsafe { arch::gregs_from_ucontext(req.uc, fs, gs) };
+    // SAFETY: as above.
+    let fp = unsafe { arch::fpstate_from_ucontext(req.uc) };
+    // SAFETY: as above.
+    let blocked = unsafe { arch::sigmask_from_ucontext(req.uc) };
+    let pending = sys::sigpending().unwrap_or(0);
+    let pid = sys::getpid();
+
+    // NT_PRSTATUS
+    let m = c.begin_note(NOTE_CORE, NT_PRSTATUS);
+    c.u32(req.signal as u32);
+    c.u32(0);
+    c.u32(0);
+    c.u16(req.signal as u16);
+    c.align(w);
+    c.word(class, pending);
+    c.word(class, blocked);
+    c.u32(pid as u32);
+    c.u32(sys::getppid() as u32);
+    c.u32(0);
+    c.u32(0);
+    c.zeros(8 * w); // utime, stime, cutime, cstime
+    for g in gregs.iter() {
+        c.word(class, *g as u64);
+    }
+    c.u32(fp.is_some() as u32);
+    c.align(w);
+    c.end_note(m);
+
+    // NT_PRPSINFO
+    let comm_n = sys::read_file(b"/proc/self/comm", small).unwrap_or(0);
+    let mut comm = [0u8; 16];
+    let cl = comm_n.saturating_sub(1).min(15);
+    comm[..cl].copy_from_slice(&small[..cl]);
+    let m = c.begin_note(NOTE_CORE, NT_PRPSINFO);
+    c.bytes(&[b'R', b'R', 0, 0]);
+    c.align(w);
+    c.word(class, 0);
+    if arch::PRPSINFO_UID_BYTES == 2 {
+        c.u16(0);
+        c.u16(0);
+    } else {
+        c.u32(0);
+        c.u32(0);
+    }
+    c.u32(pid as u32);
+    c.u32(sys::getppid() as u32);
+    c.u32(0);
+    c.u32(0);
+    c.bytes(&comm);
+    let args_n = sys::read_file(b"/proc/self/cmdline", small).unwrap_or(0).min(79);
+    for b in small[..args_n].iter_mut() {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    put_str_padded(c, &small[..args_n], 80);
+    c.align(w);
+    c.end_note(m);
+
+    // NT_PRFPREG and NT_X86_XSTATE straight from the signal frame.
+    let xcr0 = arch::xcr0();
+    let mut xsave_len = 0;
+    let mut xfeatures = 0;
+    if let Some(fp) = fp {
+        // SAFETY: the kernel wrote `fp.len` bytes of xsave state there.
+        let area = unsafe { core::slice::from_raw_parts(fp.ptr, fp.len) };
+        xsave_len = fp.len as u32;
+        xfeatures = fp.xfeatures;
+        let m = c.begin_note(NOTE_CORE, NT_PRFPREG);
+        c.bytes(&area[..arch::FXSAVE_SIZE.min(area.len())]);
+        c.end_note(m);
+        let m = c.begin_note(NOTE_LINUX, NT_X86_XSTATE);
+        let at = c.pos;
+        c.bytes(area);
+        if let Some(dst) = c.buf.get_mut(at..at + area.len()) {
+            arch::xsave_for_core(dst, xcr0);
+        }
+        c.end_note(m);
+    }
+
+    // NT_AUXV
+    let n = sys::read_file(b"/proc/self/auxv", small).map_err(fail("reading /proc/self/auxv"))?;
+    let m = c.begin_note(NOTE_CORE, NT_AUXV);
+    c.bytes(&small[..n]);
+    c.end_note(m);
+
+    // NT_FILE: file-backed mappings, for gdb.
+    let nfile = segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE).count();
+    let m = c.begin_note(NOTE_CORE, NT_FILE);
+    c.word(class, nfile as u64);
+    c.word(class, PAGE_SIZE);
+    for s in segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE) {
+        c.word(class, s.map.start as u64);
+        c.word(class, s.map.end as u64);
+        c.word(class, s.map.offset / PAGE_SIZE);
+    }
+    for s in segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE) {
+        c.bytes(s.map.name(text));
+        c.bytes(&[0]);
+    }
+    c.end_note(m);
+
+    // NT_RCKPT_HEADER
+    let stat_n = sys::read_file(b"/proc/self/stat", small).map_err(fail("reading /proc/self/stat"))?;
+    let st = &small[..stat_n];
+    let f = |k| procfs::stat_field(st, k).unwrap_or(0);
+    let mm = MmLayout {
+        start_code: f(26),
+        end_code: f(27),
+        start_stack: f(28),
+        start_data: f(45),
+        end_data: f(46),
+        start_brk: f(47),
+        brk: sys::brk(0) as u64,
+        arg_start: f(48),
+        arg_end: f(49),
+        env_start: f(50),
+        env_end: f(51),
+    };
+    let old_umask = sys::umask(0);
+    sys::umask(old_umask);
+    let fd_n = list_fds(dents)?;
+    let h = ImageHeader {
+        magic: IMAGE_MAGIC,
+        version: FORMAT_VERSION,
+        machine: arch::ELF_MACHINE as u32,
+        time_sec: sys::now().0,
+        pid: pid as u32,
+        signal: req.signal as u32,
+        xcr0,
+        xfeatures,
+        xsave_len,
+        nseg: segs.len() as u32,
+        nfd: 0, // patched once the fd note is written
+        umask: old_umask,
+        uc_addr: req.uc as usize as u64,
+        tail_addr: req.tail_addr as u64,
+        patch_addr: req.patch_addr as u64,
+        fs_base: fs as u64,
+        gs_base: gs as u64,
+        rseq_addr: req.rseq_addr as u64,
+        rseq_len: req.rseq_len,
+        rseq_sig: arch::RSEQ_SIG,
+        mm,
+        vdso_block: vdso.block as u64,
+        vdso_block_len: (vdso.block_end - vdso.block) as u64,
+        vdso_off: (vdso.vdso - vdso.block) as u64,
+        vdso_len: (vdso.vdso_end - vdso.vdso) as u64,
+        pending,
+        blocked,
+        generation: req.generation,
+        reserved0: 0,
+        comm,
+        reserved: [0; 4],
+    };
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_HEADER);
+    let header_at = c.pos;
+    c.bytes(pod_bytes(&h));
+    c.end_note(m);
+
+    // NT_RCKPT_SEGS (filled in after the data is written)
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SEGS);
+    let segs_at = c.pos;
+    c.zeros(segs.len() * core::mem::size_of::<SegDesc>());
+    c.end_note(m);
+
+    // NT_RCKPT_FDS
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_FDS);
+    let mut written = 0u32;
+    for name in procfs::dirents(&dents[..fd_n]) {
+        let Some(v) = procfs::dec(name) else { continue };
+        let fdn = v as Fd;
+        if own_fds.contains(&fdn) {
+            continue;
+        }
+        let mut link = CPath::from_bytes(b"/proc/self/fd/").map_err(fail("listing fds"))?;
+        link.push(name).map_err(fail("listing fds"))?;
+        let mut target = CPath::new();
+        // The directory fd of the listing is closed by now: fstat skips it.
+        let Ok(stat) = sys::fstat(fdn) else { continue };
+        if sys::readlink(&mut link, &mut target).is_err() {
+            continue;
+        }
+        let mut info = CPath::from_bytes(b"/proc/self/fdinfo/").map_err(fail("listing fds"))?;
+        info.push(name).map_err(fail("listing fds"))?;
+        let k = sys::read_file(info.as_bytes(), small).unwrap_or(0);
+        let (pos, flags) = procfs::fdinfo(&small[..k]).unwrap_or((0, 0));
+        let kind = match stat.mode & sys::S_IFMT {
+            sys::S_IFREG => fd_kind::REG,
+            sys::S_IFDIR => fd_kind::DIR,
+            sys::S_IFCHR => fd_kind::CHR,
+            _ => fd_kind::OTHER,
+        };
+        let d = FdDesc { fd: fdn, flags, pos, kind, path_len: target.len() as u32 };
+        c.bytes(pod_bytes(&d));
+        c.bytes(target.as_bytes());
+        c.align(8);
+        written += 1;
+    }
+    c.end_note(m);
+    c.patch_u32(header_at + core::mem::offset_of!(ImageHeader, nfd), written);
+
+    // NT_RCKPT_SIGS
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SIGS);
+    for sig in 1..=64i32 {
+        let mut ka = KSigaction::default();
+        // SAFETY: reading a disposition changes nothing.
+        let _ = unsafe { sys::sigaction(sig, None, Some(&mut ka)) };
+        if sig == 25 {
+            ka = old_xfsz;
+        }
+        let d = SigDesc { handler: ka.handler as u64, flags: ka.flags as u64, restorer: ka.restorer as u64, mask: ka.mask };
+        c.bytes(pod_bytes(&d));
+    }
+    c.end_note(m);
+
+    // NT_RCKPT_CWD
+    let mut cwd = CPath::new();
+    sys::getcwd(&mut cwd).map_err(fail("reading the working directory"))?;
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_CWD);
+    c.bytes(cwd.as_bytes());
+    c.end_note(m);
+
+    Ok(Marks { segs: segs_at })
+}
+
+/// Read the whole /proc/self/fd listing into `buf` (the directory fd is
+/// closed again before any entry is looked at).
+fn list_fds(buf: &mut [u8]) -> Result<usize, Failure> {
+    let mut p = CPath::from_bytes(b"/proc/self/fd").map_err(fail("listing fds"))?;
+    let fd = OwnedFd(sys::open(&mut p, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(fail("listing fds"))?);
+    let mut n = 0;
+    loop {
+        let k = sys::getdents64(fd.0, &mut buf[n..]).map_err(fail("listing fds"))?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+        if buf.len() - n < 512 {
+            return Err(Failure { what: "listing fds (too many)", errno: Errno::E2BIG });
+        }
+    }
+    Ok(n)
+}
