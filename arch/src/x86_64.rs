@@ -145,11 +145,30 @@ pub unsafe fn sigmask_from_ucontext(uc: *const u8) -> u64 {
 
 /// Rewrite the software bytes of a copied xsave area the way core files and
 /// ptrace present them: the first word of `sw_reserved` is XCR0 (gdb reads it
-/// at offset 464 to learn which components are present).
-pub fn xsave_for_core(area: &mut [u8], xcr0: u64) {
-    if area.len() >= FX_SW_OFFSET + 8 {
-        area[FX_SW_OFFSET..FX_SW_OFFSET + 8].copy_from_slice(&xcr0.to_le_bytes());
+/// at offset 464 to learn which components are present, and assumes Intel's
+/// standard offsets for them).
+///
+/// Components this CPU stores at another offset (AMD Zen keeps PKRU at 2432,
+/// not 2688) are left out of that word, so that gdb 13, which only knows
+/// Intel's layout, still reads the x87/SSE/AVX state instead of rejecting the
+/// whole note; the area is cut after the last component shown. Returns the
+/// length to keep. The restore path never reads this copy.
+pub fn xsave_for_core(area: &mut [u8], xcr0: u64) -> usize {
+    const STANDARD: [(u32, u32); 7] = [(2, 576), (3, 960), (4, 1024), (5, 1088), (6, 1152), (7, 1664), (9, 2688)];
+    let mut shown = xcr0 & 0b11;
+    let mut len = FXSAVE_SIZE + 64; // legacy area + xsave header
+    for (bit, off) in STANDARD {
+        let [size, offset, ..] = cpuid(0xd, bit);
+        if xcr0 & (1 << bit) != 0 && offset == off {
+            shown |= 1 << bit;
+            len = len.max((offset + size) as usize);
+        }
     }
+    let len = len.min(area.len());
+    if area.len() >= FX_SW_OFFSET + 8 {
+        area[FX_SW_OFFSET..FX_SW_OFFSET + 8].copy_from_slice(&shown.to_le_bytes());
+    }
+    len
 }
 
 /// The stack pointer `rt_sigreturn` must see to restore the frame whose

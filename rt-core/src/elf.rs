@@ -92,6 +92,13 @@ impl<'a> Cursor<'a> {
             self.bytes(&[0]);
         }
     }
+    /// Pad to a multiple of `a` counted from `base` (a note descriptor's
+    /// start, which is only 4-aligned in the file).
+    pub fn align_from(&mut self, base: usize, a: usize) {
+        while (self.pos - base) % a != 0 {
+            self.bytes(&[0]);
+        }
+    }
     pub fn patch_u32(&mut self, at: usize, v: u32) {
         if let Some(dst) = self.buf.get_mut(at..at + 4) {
             dst.copy_from_slice(&v.to_le_bytes());

@@ -557,7 +557,7 @@ fn build_notes(
     c.u32(0);
     c.u32(0);
     c.u16(req.signal as u16);
-    c.align(w);
+    c.align_from(m.desc, w);
     c.word(class, pending);
     c.word(class, blocked);
     c.u32(pid as u32);
@@ -569,7 +569,7 @@ fn build_notes(
         c.word(class, *g as u64);
     }
     c.u32(fp.is_some() as u32);
-    c.align(w);
+    c.align_from(m.desc, w);
     c.end_note(m);
 
     // NT_PRPSINFO
@@ -579,7 +579,7 @@ fn build_notes(
     comm[..cl].copy_from_slice(&small[..cl]);
     let m = c.begin_note(NOTE_CORE, NT_PRPSINFO);
     c.bytes(&[b'R', b'R', 0, 0]);
-    c.align(w);
+    c.align_from(m.desc, w);
     c.word(class, 0);
     if arch::PRPSINFO_UID_BYTES == 2 {
         c.u16(0);
@@ -600,7 +600,7 @@ fn build_notes(
         }
     }
     put_str_padded(c, &small[..args_n], 80);
-    c.align(w);
+    c.align_from(m.desc, w);
     c.end_note(m);
 
     // NT_PRFPREG and NT_X86_XSTATE straight from the signal frame.
@@ -619,7 +619,7 @@ fn build_notes(
         let at = c.pos;
         c.bytes(area);
         if let Some(dst) = c.buf.get_mut(at..at + area.len()) {
-            arch::xsave_for_core(dst, xcr0);
+            c.pos = at + arch::xsave_for_core(dst, xcr0);
         }
         c.end_note(m);
     }
