@@ -42,6 +42,9 @@ pub static mut rckpt_debug_wait: c_int = 0;
 /// Warnings already printed, for ONCE mode (one bit per kind).
 static mut WARNED: u8 = 0;
 
+/// Pid of the background writer of a SIGUSR2 checkpoint still running, or 0.
+static mut WRITER: i32 = 0;
+
 extern "C" {
     fn __real_main(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) -> c_int;
     fn __real_sigaction(sig: c_int, act: *const c_void, old: *mut c_void) -> c_int;
@@ -172,6 +175,8 @@ pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: 
         unsafe { *argv.add(j) = core::ptr::null_mut() };
     }
     install_handlers();
+    // SAFETY: registering a plain function with libc before main.
+    unsafe { atexit(reap_writer_at_exit) };
     if f.debug_wait {
         debug_wait();
     }
@@ -264,16 +269,64 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     fail("execveat", e)
 }
 
-/// SIGTSTP: checkpoint, then die by SIGUSR2. SIGUSR2: checkpoint, continue.
+/// Wait for a background writer, so that two checkpoints never write the
+/// same `.tmp` at once.
+fn wait_writer() {
+    // SAFETY: single-threaded; the handler masks both checkpoint signals.
+    let w = unsafe { &mut *addr_of_mut!(WRITER) };
+    if *w != 0 {
+        let _ = sys::wait_clone(*w);
+        *w = 0;
+    }
+}
+
+/// At exit, reap a writer still running (nobody else would: it sends no
+/// SIGCHLD, and orphans may never be reaped on some systems).
+extern "C" fn reap_writer_at_exit() {
+    wait_writer();
+}
+
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> c_int;
+}
+
+/// SIGTSTP: checkpoint, then die by SIGUSR2. SIGUSR2: checkpoint, continue;
+/// the image is written by a forked copy of the process, so the program
+/// pauses only for the fork (copy-on-write keeps the snapshot consistent).
 /// A failed checkpoint prints one line, keeps the previous image, and the
 /// program keeps running (also after SIGTSTP: never exit without a good
 /// checkpoint).
 ///
 /// Signal context: only rt-core, no libc, no allocation.
 extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_void) {
+    wait_writer();
+    let pid = sys::getpid();
+    let ppid = sys::getppid();
+    let pending = sys::sigpending().unwrap_or(0);
+    if sig == SIGUSR2 {
+        match sys::fork_quiet() {
+            Ok(0) => {
+                let ok = write_checkpoint(sig, uc, pid, ppid, pending);
+                sys::exit_group(if ok { 0 } else { 1 });
+            }
+            Ok(child) => {
+                // SAFETY: single-threaded; see `wait_writer`.
+                unsafe { *addr_of_mut!(WRITER) = child };
+                return;
+            }
+            Err(_) => {} // no memory for a copy: write in place
+        }
+    }
+    if write_checkpoint(sig, uc, pid, ppid, pending) && sig == SIGTSTP {
+        exit_by_sigusr2();
+    }
+}
+
+/// Write the image; print the outcome. True on success.
+fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u64) -> bool {
     let p = patch();
     let path_len = p.ckpt_path.iter().position(|&c| c == 0).unwrap_or(0);
-    let Ok(path) = CPath::from_bytes(&p.ckpt_path[..path_len]) else { return };
+    let Ok(path) = CPath::from_bytes(&p.ckpt_path[..path_len]) else { return false };
     let (rseq_addr, rseq_len) = {
         // SAFETY: glibc defines both; reading two integers.
         let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
@@ -292,6 +345,9 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
         rseq_addr,
         rseq_len,
         generation: p.generation,
+        pid,
+        ppid,
+        pending,
     };
     match writer::checkpoint(&req) {
         Ok(st) => {
@@ -308,9 +364,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
                     .t(" ms")
                     .emit();
             }
-            if sig == SIGTSTP {
-                exit_by_sigusr2();
-            }
+            true
         }
         Err(e) => {
             let mut l = Line::new();
@@ -320,6 +374,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
                 l.t(", the program keeps running");
             }
             l.emit();
+            false
         }
     }
 }

@@ -537,6 +537,28 @@ pub fn pause_briefly() {
     let _ = unsafe { syscall2(Sysno::nanosleep, ts.as_ptr() as usize, 0) };
 }
 
+/// A copy of the calling (single-threaded) process that sends no signal
+/// when it exits: it is invisible to the program's own `wait()` calls and is
+/// reaped with [`wait_clone`]. Returns 0 in the child.
+pub fn fork_quiet() -> Result<i32> {
+    // SAFETY: clone without CLONE_VM and without a new stack is fork: the
+    // child continues here on its own copy of this stack.
+    unsafe { syscall5(Sysno::clone, 0, 0, 0, 0, 0) }.map(|p| p as i32)
+}
+
+/// Wait for a child made by [`fork_quiet`]; returns its wait status.
+pub fn wait_clone(pid: i32) -> Result<i32> {
+    const WALL: usize = 0x4000_0000;
+    let mut status: i32 = 0;
+    loop {
+        // SAFETY: see the module note; `status` is a local.
+        match unsafe { syscall4(Sysno::wait4, pid as usize, &mut status as *mut i32 as usize, WALL, 0) } {
+            Err(Errno::EINTR) => continue,
+            r => return r.map(|_| status),
+        }
+    }
+}
+
 /// Read a whole small file (procfs) into `buf`; returns the length.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> Result<usize> {
     let mut p = CPath::from_bytes(path)?;

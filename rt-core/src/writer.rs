@@ -29,6 +29,11 @@ pub struct Request<'a> {
     pub rseq_addr: usize,
     pub rseq_len: u32,
     pub generation: u32,
+    /// The checkpointed process (the writer may be a forked copy of it,
+    /// which has its own pid and no pending signals).
+    pub pid: i32,
+    pub ppid: i32,
+    pub pending: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -548,8 +553,8 @@ fn build_notes(
     let fp = unsafe { arch::fpstate_from_ucontext(req.uc) };
     // SAFETY: as above.
     let blocked = unsafe { arch::sigmask_from_ucontext(req.uc) };
-    let pending = sys::sigpending().unwrap_or(0);
-    let pid = sys::getpid();
+    let pending = req.pending;
+    let pid = req.pid;
 
     // NT_PRSTATUS
     let m = c.begin_note(NOTE_CORE, NT_PRSTATUS);
@@ -561,7 +566,7 @@ fn build_notes(
     c.word(class, pending);
     c.word(class, blocked);
     c.u32(pid as u32);
-    c.u32(sys::getppid() as u32);
+    c.u32(req.ppid as u32);
     c.u32(0);
     c.u32(0);
     c.zeros(8 * w); // utime, stime, cutime, cstime
@@ -589,7 +594,7 @@ fn build_notes(
         c.u32(0);
     }
     c.u32(pid as u32);
-    c.u32(sys::getppid() as u32);
+    c.u32(req.ppid as u32);
     c.u32(0);
     c.u32(0);
     c.bytes(&comm);
