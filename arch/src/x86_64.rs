@@ -27,6 +27,11 @@ pub const RSEQ_LEN: u32 = 32;
 pub const LOADER_BASE: usize = 0x1000_0000_0000;
 /// Lowest and highest user addresses an image may use on this architecture.
 pub const USER_MAX: usize = 0x7fff_ffff_f000;
+/// The loader for the other class this architecture runs (32-bit images),
+/// looked up next to this loader's own executable, in this order.
+pub const COMPANION_LOADERS: &[&[u8]] = &[b"rckpt-loader-i386", b"../i686-unknown-linux-gnu/release/rckpt-loader"];
+/// `e_machine` of images the companion restores.
+pub const COMPANION_MACHINE: u16 = 3;
 
 pub type GRegs = [usize; NGREG];
 
@@ -85,6 +90,9 @@ pub struct FpState {
     pub len: usize,
     /// State-component bitmap the frame was saved with (XCR0 subset).
     pub xfeatures: u64,
+    /// The `NT_PRFPREG` bytes (the fxsave area on x86_64).
+    pub legacy: *const u8,
+    pub legacy_len: usize,
 }
 
 #[inline(always)]
@@ -99,7 +107,8 @@ unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
 /// # Safety
 /// `uc` must point to the `ucontext` the kernel passed to an `SA_SIGINFO`
 /// handler of this process.
-pub unsafe fn gregs_from_ucontext(uc: *const u8, fs_base: usize, gs_base: usize) -> GRegs {
+pub unsafe fn gregs_from_ucontext(uc: *const u8, tls: &Tls) -> GRegs {
+    let (fs_base, gs_base) = (tls[0] as usize, tls[1] as usize);
     let sc = unsafe { uc.add(UC_MCONTEXT) };
     // SAFETY (all reads below): offsets are inside struct sigcontext_64.
     let r = |i: usize| -> usize { unsafe { rd::<usize>(sc, SC_R8 + 8 * i) } };
@@ -126,12 +135,12 @@ pub unsafe fn fpstate_from_ucontext(uc: *const u8) -> Option<FpState> {
     // SAFETY: the kernel wrote at least the 512-byte fxsave area at `p`.
     let magic: u32 = unsafe { rd(p, FX_SW_OFFSET) };
     if magic != FP_XSTATE_MAGIC1 {
-        return Some(FpState { ptr: p, len: FXSAVE_SIZE, xfeatures: 0b11 });
+        return Some(FpState { ptr: p, len: FXSAVE_SIZE, xfeatures: 0b11, legacy: p, legacy_len: FXSAVE_SIZE });
     }
     // SAFETY: struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
     let xfeatures: u64 = unsafe { rd(p, FX_SW_OFFSET + 8) };
     let xstate_size: u32 = unsafe { rd(p, FX_SW_OFFSET + 16) };
-    Some(FpState { ptr: p, len: xstate_size as usize, xfeatures })
+    Some(FpState { ptr: p, len: xstate_size as usize, xfeatures, legacy: p, legacy_len: FXSAVE_SIZE })
 }
 
 /// The signal mask the interrupted code ran with (restored by sigreturn).
@@ -249,8 +258,26 @@ unsafe fn arch_prctl(code: usize, arg: usize) -> isize {
     ret
 }
 
+/// The thread's TLS state as the image stores it: FS and GS base.
+pub type Tls = [u64; 2];
+
+/// Save the calling thread's TLS state.
+pub fn tls_save() -> Tls {
+    let (fs, gs) = tls_base();
+    [fs as u64, gs as u64]
+}
+
+/// Restore TLS state saved by [`tls_save`]. Returns the negative errno.
+///
+/// # Safety
+/// As for [`set_tls_base`].
+pub unsafe fn tls_restore(t: &Tls) -> Result<(), isize> {
+    // SAFETY: forwarded contract.
+    unsafe { set_tls_base(t[0] as usize, t[1] as usize) }
+}
+
 /// The thread's TLS bases (FS, GS).
-pub fn tls_base() -> (usize, usize) {
+fn tls_base() -> (usize, usize) {
     let (mut fs, mut gs) = (0usize, 0usize);
     // SAFETY: GET codes write one word to the address given, a local here.
     unsafe {
@@ -265,7 +292,7 @@ pub fn tls_base() -> (usize, usize) {
 /// # Safety
 /// Code that uses TLS (the program's libc) must not run again until the
 /// bases point to valid TLS blocks.
-pub unsafe fn set_tls_base(fs: usize, gs: usize) -> Result<(), isize> {
+unsafe fn set_tls_base(fs: usize, gs: usize) -> Result<(), isize> {
     // SAFETY: per the caller's contract.
     let r = unsafe { arch_prctl(ARCH_SET_FS, fs) };
     if r < 0 {

@@ -124,6 +124,11 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
     }
     let Some(image) = image else { usage("no image given") };
     opts.image = image;
+    // SAFETY: envp follows argv's NULL on the initial stack.
+    let envp = unsafe { sp.add(argc + 2) } as *const *const u8;
+    // SAFETY: argv as the kernel laid it out.
+    let argv = unsafe { sp.add(1) } as *const *const u8;
+    hand_to_companion(image, argv, envp);
 
     // Only the addresses of the linker-defined symbols are taken.
     let loader = { (addr_of!(__loader_start) as usize, addr_of!(__loader_end) as usize) };
@@ -158,6 +163,47 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         sys::exit_group(0)
     }
     plan.commit()
+}
+
+/// An image of the other class this machine runs (a 32-bit image on
+/// x86_64) goes to the loader built for it, found next to this one.
+fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u8) {
+    if rckpt_arch::COMPANION_LOADERS.is_empty() {
+        return;
+    }
+    let mut head = [0u8; 64];
+    let Ok(mut p) = sys::CPath::from_bytes(image) else { return };
+    let Ok(fd) = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0) else { return };
+    let n = sys::read(fd, &mut head).unwrap_or(0);
+    let _ = sys::close(fd);
+    let is_companion = n >= 20 && head[..4] == *b"\x7fELF" && u16::from_le_bytes([head[18], head[19]]) == rckpt_arch::COMPANION_MACHINE;
+    if !is_companion {
+        return;
+    }
+    let mut exe = sys::CPath::new();
+    let Ok(mut me) = sys::CPath::from_bytes(b"/proc/self/exe") else { return };
+    if sys::readlink(&mut me, &mut exe).is_err() {
+        return;
+    }
+    let dir_len = exe.as_bytes().iter().rposition(|&c| c == b'/').map_or(0, |k| k + 1);
+    for rel in rckpt_arch::COMPANION_LOADERS {
+        let mut cand = sys::CPath::new();
+        if cand.push(&exe.as_bytes()[..dir_len]).and_then(|_| cand.push(rel)).is_err() {
+            continue;
+        }
+        let Ok(fd) = sys::open(&mut cand, sys::O_PATH | sys::O_CLOEXEC, 0) else { continue };
+        // SAFETY: argv/envp are the kernel's NULL-terminated arrays.
+        let e = unsafe { sys::fexecve(fd, argv, envp) };
+        let _ = sys::close(fd);
+        Line::new().t("rckpt-loader: cannot run the 32-bit loader: ").e(e).emit();
+        sys::exit_group(1);
+    }
+    Line::new()
+        .t("rckpt-loader: ")
+        .s(image)
+        .t(": a 32-bit image needs the i386 loader, which is not installed next to this one (build it with: cargo build --release --target i686-unknown-linux-gnu -p rckpt-loader)")
+        .emit();
+    sys::exit_group(1);
 }
 
 /// The compiler's memory intrinsics (there is no libc here).

@@ -91,8 +91,9 @@ pub struct ImageHeader {
     pub tail_addr: u64,
     /// Address of the runtime's [`RestartPatch`] block in the image.
     pub patch_addr: u64,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    /// Thread-local storage state, per architecture (`rckpt_arch::Tls`):
+    /// x86_64 FS and GS base; i386 the %gs TLS descriptor.
+    pub tls: [u64; 2],
     pub rseq_addr: u64,
     pub rseq_len: u32,
     pub rseq_sig: u32,
@@ -121,8 +122,12 @@ pub mod seg_kind {
     pub const SHARED: u32 = 2;
     pub const STACK: u32 = 3;
     pub const HEAP: u32 = 4;
+    /// A copy of the vDSO, for debuggers only: a restore moves the current
+    /// kernel's vDSO to this address instead.
+    pub const VDSO: u32 = 5;
     pub fn name(k: u32) -> &'static str {
         match k {
+            VDSO => "vdso",
             ANON => "anon",
             FILE => "file",
             SHARED => "shared",

@@ -224,7 +224,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     for i in 0..nseg {
         let d = img.seg(i);
         let (s, e) = (d.vaddr as usize, (d.vaddr + d.len) as usize);
-        if s < res.1 && e > res.0 {
+        if d.kind != seg_kind::VDSO && s < res.1 && e > res.0 {
             return Err(RestoreError::Conflict(d.vaddr));
         }
     }
@@ -313,6 +313,10 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     placed.fill(0);
     for i in 0..nseg {
         let d = img.seg(i);
+        if d.kind == seg_kind::VDSO {
+            placed[i / 64] |= 1 << (i % 64); // the live vDSO goes there
+            continue;
+        }
         let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
             | sys::MAP_ANONYMOUS
             | if d.kind == seg_kind::STACK { sys::MAP_GROWSDOWN } else { 0 };
@@ -498,6 +502,9 @@ impl Plan<'_> {
         // 5. Final protections.
         for i in 0..self.img.nseg() {
             let d = self.img.seg(i);
+            if d.kind == seg_kind::VDSO {
+                continue;
+            }
             // SAFETY: the segment's own range, set to its recorded protection.
             unsafe { sys::mprotect(d.vaddr as usize, d.len as usize, d.prot) }.map_err(sys_err("protecting a segment"))?;
         }
@@ -553,7 +560,7 @@ impl Plan<'_> {
         }
 
         // 9. The kernel's view of the address space, and the task name.
-        let mut mm = linux_raw_sys::prctl::prctl_mm_map {
+        let mut mm = PrctlMmMap {
             start_code: h.mm.start_code,
             end_code: h.mm.end_code,
             start_data: h.mm.start_data,
@@ -565,7 +572,7 @@ impl Plan<'_> {
             arg_end: h.mm.arg_end,
             env_start: h.mm.env_start,
             env_end: h.mm.env_end,
-            auxv: self.img.auxv.as_ptr() as *mut u64,
+            auxv: self.img.auxv.as_ptr() as usize as u64,
             auxv_size: self.img.auxv.len() as u32,
             exe_fd: u32::MAX,
         };
@@ -608,7 +615,7 @@ impl Plan<'_> {
         // 11. TLS, then into the program's own tail: unmap the loader and
         //     rt_sigreturn into the checkpoint handler's frame.
         // SAFETY: the TLS blocks are restored; no loader code uses TLS.
-        unsafe { arch::set_tls_base(h.fs_base as usize, h.gs_base as usize) }
+        unsafe { arch::tls_restore(&h.tls) }
             .map_err(|e| RestoreError::Sys("setting the TLS base", Errno::new(-e as i32)))?;
         // SAFETY: tail_addr is rckpt_restore_tail in the restored image; the
         // loader range is exactly the loader's code, data and stack.
@@ -617,6 +624,27 @@ impl Plan<'_> {
         }
     }
 }
+
+/// `struct prctl_mm_map` with the layout the kernel reads from 32- and
+/// 64-bit processes alike (the auxv pointer is always 64 bits wide).
+#[repr(C)]
+struct PrctlMmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+static_assertions::const_assert_eq!(core::mem::size_of::<PrctlMmMap>(), 104);
 
 /// Move every vvar/vdso piece of the block at `block` by `to - block`.
 fn move_block(maps: &[u8], block: usize, to: usize) -> Result<(), RestoreError> {

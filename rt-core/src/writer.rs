@@ -269,6 +269,12 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
             if name == b"[vdso]" {
                 v.vdso = m.start;
                 v.vdso_end = m.end;
+                // Kept in the image for debuggers (the vvar pages are not
+                // readable data); never restored from it.
+                if let Some(slot) = segs.get_mut(n) {
+                    *slot = Seg { map: m, kind: seg_kind::VDSO, prot: sys::PROT_READ | sys::PROT_EXEC, has_data: true, ..Default::default() };
+                    n += 1;
+                }
             }
             continue;
         }
@@ -546,9 +552,9 @@ fn build_notes(
 ) -> Result<Marks, Failure> {
     let class = Class::NATIVE;
     let w = class.word();
-    let (fs, gs) = arch::tls_base();
+    let tls = arch::tls_save();
     // SAFETY: req.uc is the handler's ucontext (the crt's contract).
-    let gregs = unsafe { arch::gregs_from_ucontext(req.uc, fs, gs) };
+    let gregs = unsafe { arch::gregs_from_ucontext(req.uc, &tls) };
     // SAFETY: as above.
     let fp = unsafe { arch::fpstate_from_ucontext(req.uc) };
     // SAFETY: as above.
@@ -618,7 +624,8 @@ fn build_notes(
         xsave_len = fp.len as u32;
         xfeatures = fp.xfeatures;
         let m = c.begin_note(NOTE_CORE, NT_PRFPREG);
-        c.bytes(&area[..arch::FXSAVE_SIZE.min(area.len())]);
+        // SAFETY: the kernel wrote the legacy image at `fp.legacy`.
+        c.bytes(unsafe { core::slice::from_raw_parts(fp.legacy, fp.legacy_len) });
         c.end_note(m);
         let m = c.begin_note(NOTE_LINUX, NT_X86_XSTATE);
         let at = c.pos;
@@ -687,8 +694,7 @@ fn build_notes(
         uc_addr: req.uc as usize as u64,
         tail_addr: req.tail_addr as u64,
         patch_addr: req.patch_addr as u64,
-        fs_base: fs as u64,
-        gs_base: gs as u64,
+        tls,
         rseq_addr: req.rseq_addr as u64,
         rseq_len: req.rseq_len,
         rseq_sig: arch::RSEQ_SIG,
