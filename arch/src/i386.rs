@@ -279,21 +279,46 @@ pub fn thread_pointer() -> usize {
     (tls_save()[0] >> 32) as usize
 }
 
-/// The last step of a restore (see the x86_64 version). Arguments in
-/// registers: `ebx` = loader start, `ecx` = loader length, `edx` = the stack
-/// pointer for `rt_sigreturn`. Uses no stack.
+pub const OP_WORDS: usize = 7;
+pub const OP_END: usize = usize::MAX;
+
+/// The restore tail (see the x86_64 version): `esp` walks the operation
+/// list, so all six argument registers are free for the calls.
 ///
 /// # Safety
-/// Only the loader jumps here, through [`jump_to_tail`].
+/// Only the loader enters it, through [`jump_to_tail`].
 #[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern "C" fn rckpt_restore_tail() -> ! {
     naked_asm!(
-        "mov eax, {munmap}",     // munmap(ebx, ecx); int 0x80 keeps edx
+        "2:",
+        "mov eax, [esp]",        // system call number
+        "cmp eax, -1",           // OP_END?
+        "je 3f",
+        "mov ebx, [esp + 4]",    // arguments 1-6
+        "mov ecx, [esp + 8]",
+        "mov edx, [esp + 12]",
+        "mov esi, [esp + 16]",
+        "mov edi, [esp + 20]",
+        "mov ebp, [esp + 24]",
         "int 0x80",
+        "cmp eax, -4095",        // -4095..-1 is an error
+        "jae 4f",
+        "add esp, 28",           // next entry
+        "jmp 2b",
+        "3:",
+        "mov edx, [esp + 4]",    // the frame's sp
+        "mov ebx, [esp + 8]",    // the list's page
+        "mov ecx, [esp + 12]",   // and its length (0: keep it)
+        "test ecx, ecx",
+        "jz 5f",
+        "mov eax, {munmap}",     // munmap(page, len); int 0x80 keeps edx
+        "int 0x80",
+        "5:",
         "mov esp, edx",          // rt_sigreturn reads the frame at esp - 4
         "mov eax, {sigreturn}",
         "int 0x80",
+        "4:",
         "ud2",
         munmap = const SYS_MUNMAP,
         sigreturn = const SYS_RT_SIGRETURN,
@@ -302,15 +327,14 @@ pub unsafe extern "C" fn rckpt_restore_tail() -> ! {
 
 /// # Safety
 /// As the x86_64 version.
-pub unsafe fn jump_to_tail(tail: usize, unmap_start: usize, unmap_len: usize, sp: usize) -> ! {
+pub unsafe fn jump_to_tail(tail: usize, ops: usize) -> ! {
     // SAFETY: per the caller's contract; control never comes back.
     unsafe {
         asm!(
+            "mov esp, {ops}",
             "jmp {tail}",
             tail = in(reg) tail,
-            in("ebx") unmap_start,
-            in("ecx") unmap_len,
-            in("edx") sp,
+            ops = in(reg) ops,
             options(noreturn)
         )
     }

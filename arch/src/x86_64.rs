@@ -308,49 +308,80 @@ unsafe fn set_tls_base(fs: usize, gs: usize) -> Result<(), isize> {
     Ok(())
 }
 
+/// Words per entry of the restore tail's operation list: the system call
+/// number and six arguments.
+pub const OP_WORDS: usize = 7;
+/// Marks the end of the list: `[OP_END, sigreturn sp, page, page length]`.
+pub const OP_END: usize = usize::MAX;
+
 /// The last step of a restore, linked into every relinked program (so it is
-/// part of the restored image): unmap the loader, then `rt_sigreturn` into the
-/// signal frame that the checkpoint handler was running on, which restores
-/// every register, the full xsave state, the signal mask and sigaltstack.
+/// part of the restored image). It runs a flat list of system calls the
+/// loader prepared (first: unmap the loader; then whatever could not be
+/// restored while the loader occupied its addresses), unmaps the page that
+/// holds the list (unless that length is 0: the tail itself was copied
+/// there), and `rt_sigreturn`s into the checkpoint handler's signal frame,
+/// which restores every register, the full xsave state, the signal mask and
+/// the alternate stack.
 ///
-/// Arguments (System V): `rdi` = start of the loader's range, `rsi` = its
-/// length, `rdx` = the stack pointer for `rt_sigreturn`. Uses no stack: the
-/// loader's stack is inside the range it unmaps.
+/// Entered by [`jump_to_tail`] with `rsp` pointing at the list. Uses no
+/// stack: `rsp` walks the list. A failing call traps (`ud2`): by then the
+/// loader is gone and there is no one to report to.
 ///
 /// # Safety
-/// Only the loader calls this, through [`jump_to_tail`], with the restored
-/// image fully in place.
+/// Only the loader enters it, through [`jump_to_tail`].
 #[unsafe(naked)]
 #[no_mangle]
-pub unsafe extern "C" fn rckpt_restore_tail(_start: usize, _len: usize, _sp: usize) -> ! {
+pub unsafe extern "C" fn rckpt_restore_tail() -> ! {
     naked_asm!(
-        "mov r12, rdx",          // keep the frame sp in a register munmap keeps
-        "mov eax, {munmap}",     // munmap(rdi = loader start, rsi = loader length)
+        "2:",
+        "mov rax, [rsp]",        // system call number
+        "cmp rax, -1",           // OP_END?
+        "je 3f",
+        "mov rdi, [rsp + 8]",    // arguments 1-6
+        "mov rsi, [rsp + 16]",
+        "mov rdx, [rsp + 24]",
+        "mov r10, [rsp + 32]",
+        "mov r8, [rsp + 40]",
+        "mov r9, [rsp + 48]",
         "syscall",
+        "cmp rax, -4095",        // -4095..-1 is an error
+        "jae 4f",
+        "add rsp, 56",           // next entry
+        "jmp 2b",
+        "3:",
+        "mov r12, [rsp + 8]",    // the frame's sp
+        "mov rdi, [rsp + 16]",   // the list's page
+        "mov rsi, [rsp + 24]",   // and its length (0: keep it)
+        "test rsi, rsi",
+        "jz 5f",
+        "mov eax, {munmap}",     // munmap(page, len): the list is gone now
+        "syscall",
+        "5:",
         "mov rsp, r12",          // rt_sigreturn reads the frame at rsp - 8
-        "mov eax, {sigreturn}",  // rt_sigreturn(): never returns on success
+        "mov eax, {sigreturn}",
         "syscall",
-        "ud2",                   // a refused frame: trap rather than run on
+        "4:",
+        "ud2",
         munmap = const SYS_MUNMAP,
         sigreturn = const SYS_RT_SIGRETURN,
     )
 }
 
-/// Jump from the loader into the restored program's [`rckpt_restore_tail`].
+/// Enter [`rckpt_restore_tail`] (at `tail`, in the restored image or copied)
+/// with its operation list at `ops`.
 ///
 /// # Safety
-/// `tail` must be the address of `rckpt_restore_tail` in the restored image,
-/// the image fully restored, and `[unmap_start, unmap_start + unmap_len)`
-/// exactly the loader's own range (code, data and stack).
-pub unsafe fn jump_to_tail(tail: usize, unmap_start: usize, unmap_len: usize, sp: usize) -> ! {
+/// `tail` must hold the tail's code and `ops` a complete list whose first
+/// entry unmaps the loader; the image must be restored apart from what the
+/// list does.
+pub unsafe fn jump_to_tail(tail: usize, ops: usize) -> ! {
     // SAFETY: per the caller's contract; control never comes back.
     unsafe {
         asm!(
-            "jmp {tail}",        // tail(rdi, rsi, rdx); it switches stacks itself
+            "mov rsp, {ops}",    // the tail walks the list with rsp
+            "jmp {tail}",
             tail = in(reg) tail,
-            in("rdi") unmap_start,
-            in("rsi") unmap_len,
-            in("rdx") sp,
+            ops = in(reg) ops,
             options(noreturn)
         )
     }

@@ -145,10 +145,68 @@ fn is_placed(p: &[u64; MAX_SEGS / 64], i: usize) -> bool {
     p[i / 64] & (1 << (i % 64)) != 0
 }
 
-/// The range the loader occupies plus the scratch room it needs above
-/// itself for moving the vDSO.
-fn reserved(loader: (usize, usize)) -> (usize, usize) {
-    (loader.0, loader.1 + (64 << 20))
+/// Whether `[s, e)` touches memory the image needs (its segments or its
+/// vDSO block).
+fn image_uses(img: &Image, s: usize, e: usize) -> bool {
+    let h = img.header;
+    if h.vdso_block_len != 0 && s < (h.vdso_block + h.vdso_block_len) as usize && e > h.vdso_block as usize {
+        return true;
+    }
+    (0..img.nseg()).any(|i| {
+        let d = img.seg(i);
+        s < (d.vaddr + d.len) as usize && e > d.vaddr as usize
+    })
+}
+
+/// Map `len` bytes read-write somewhere the image does not need and the
+/// loader does not occupy: the kernel's choice if it fits, else right after
+/// one of the image's segments.
+fn find_hole(img: &Image, loader: (usize, usize), len: usize) -> Result<usize, RestoreError> {
+    let rw = sys::PROT_READ | sys::PROT_WRITE;
+    let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS;
+    let free = |a: usize| a + len <= arch::USER_MAX && !image_uses(img, a, a + len) && !(a < loader.1 && a + len > loader.0);
+    // SAFETY: a new mapping at a kernel-chosen address replaces nothing.
+    if let Ok(a) = unsafe { sys::mmap(0, len, rw, flags, -1, 0) } {
+        if free(a) {
+            return Ok(a);
+        }
+        // SAFETY: the mapping just made; nothing uses it.
+        let _ = unsafe { sys::munmap(a, len) };
+    }
+    for i in 0..img.nseg() {
+        let d = img.seg(i);
+        let a = (d.vaddr + d.len) as usize;
+        if !free(a) {
+            continue;
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        if let Ok(got) = unsafe { sys::mmap(a, len, rw, flags | sys::MAP_FIXED_NOREPLACE, -1, 0) } {
+            if got == a {
+                return Ok(a);
+            }
+        }
+    }
+    Err(RestoreError::Sys("finding free address space for the restore", Errno::ENOMEM))
+}
+
+/// Does segment `d` overlap the loader (so only the tail can map it)?
+fn deferred(d: &SegDesc, loader: (usize, usize)) -> bool {
+    d.kind != seg_kind::VDSO && (d.vaddr as usize) < loader.1 && ((d.vaddr + d.len) as usize) > loader.0
+}
+
+fn seg_containing(img: &Image, addr: u64) -> Option<SegDesc> {
+    (0..img.nseg()).map(|i| img.seg(i)).find(|d| d.vaddr <= addr && addr < d.vaddr + d.len)
+}
+
+const MAX_OPS: usize = 4096;
+/// The tail's page: the operation list, a patch block and iovecs, and room
+/// for a copy of the tail's code.
+#[repr(C)]
+struct TailPage {
+    ops: [sys::Op; MAX_OPS + 1],
+    patch: RestartPatch,
+    iov: [usize; 4],
+    code: [u8; 512],
 }
 
 /// Open the image and read its head.
@@ -219,17 +277,10 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         return Err(RestoreError::TooMany("segments"));
     }
 
-    // The loader's own range must be free in the image.
-    let res = reserved(loader);
-    for i in 0..nseg {
-        let d = img.seg(i);
-        let (s, e) = (d.vaddr as usize, (d.vaddr + d.len) as usize);
-        if d.kind != seg_kind::VDSO && s < res.1 && e > res.0 {
-            return Err(RestoreError::Conflict(d.vaddr));
-        }
-    }
+    // Segments may overlap the loader (the restore tail maps them once the
+    // loader is gone), but the vDSO must move into place while it runs.
     let vb = (h.vdso_block as usize, (h.vdso_block + h.vdso_block_len) as usize);
-    if h.vdso_block_len != 0 && vb.0 < res.1 && vb.1 > res.0 {
+    if h.vdso_block_len != 0 && vb.0 < loader.1 && vb.1 > loader.0 {
         return Err(RestoreError::Conflict(h.vdso_block));
     }
 
@@ -452,7 +503,7 @@ impl Plan<'_> {
         // 2. The current vDSO (with its vvar pages) to the image's address.
         if h.vdso_block_len != 0 && v.block != h.vdso_block as usize {
             let len = v.block_end - v.block;
-            let tmp = (self.loader.1 + (1 << 20) + 4095) & !4095;
+            let tmp = find_hole(&self.img, self.loader, len)?;
             let target = h.vdso_block as usize;
             let overlap = target < v.block_end && target + len > v.block;
             let from = if overlap {
@@ -466,10 +517,10 @@ impl Plan<'_> {
 
         // 3. Segments that had no free place during prepare.
         for i in 0..self.img.nseg() {
-            if is_placed(self.placed, i) {
+            let d = self.img.seg(i);
+            if is_placed(self.placed, i) || deferred(&d, self.loader) {
                 continue;
             }
-            let d = self.img.seg(i);
             let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
                 | sys::MAP_ANONYMOUS
                 | sys::MAP_FIXED;
@@ -483,11 +534,23 @@ impl Plan<'_> {
         }
         let _ = &self.io;
 
-        // 4. The runtime's patch block: what this restart's command line said.
+        // 4. The tail's page, and the runtime's patch block: what this
+        //    restart's command line said.
+        let tp_len = (core::mem::size_of::<TailPage>() + 4095) & !4095;
+        let tp_addr = find_hole(&self.img, self.loader, tp_len)?;
+        // SAFETY: a fresh read-write mapping of at least that size; all-zero
+        // bytes are a valid TailPage.
+        let tp = unsafe { &mut *(tp_addr as *mut TailPage) };
         let pa = h.patch_addr as usize;
-        // SAFETY: patch_addr points into the restored runtime's data, now in
-        // place and writable (protections are applied below).
-        let patch = unsafe { &mut *(pa as *mut RestartPatch) };
+        let patch_deferred = seg_containing(&self.img, h.patch_addr).is_some_and(|d| deferred(&d, self.loader));
+        let patch: &mut RestartPatch = if patch_deferred {
+            tp.patch.magic = PATCH_MAGIC;
+            &mut tp.patch
+        } else {
+            // SAFETY: patch_addr points into the restored runtime's data,
+            // now in place and writable (protections are applied below).
+            unsafe { &mut *(pa as *mut RestartPatch) }
+        };
         if patch.magic == PATCH_MAGIC {
             patch.ckpt_path.fill(0);
             let n = self.ckpt.len().min(patch.ckpt_path.len() - 1);
@@ -502,7 +565,7 @@ impl Plan<'_> {
         // 5. Final protections.
         for i in 0..self.img.nseg() {
             let d = self.img.seg(i);
-            if d.kind == seg_kind::VDSO {
+            if d.kind == seg_kind::VDSO || deferred(&d, self.loader) {
                 continue;
             }
             // SAFETY: the segment's own range, set to its recorded protection.
@@ -587,7 +650,8 @@ impl Plan<'_> {
         let _ = unsafe { sys::prctl(15, comm.as_ptr() as usize, 0, 0, 0) };
 
         // 10. rseq: re-register glibc's area (cleared of any critical section).
-        if h.rseq_len != 0 {
+        let rseq_deferred = seg_containing(&self.img, h.rseq_addr).is_some_and(|d| deferred(&d, self.loader));
+        if h.rseq_len != 0 && !rseq_deferred {
             // SAFETY: the rseq area is in the restored TLS; rseq_cs (offset 8)
             // is a user pointer the kernel would follow.
             unsafe { core::ptr::write_volatile((h.rseq_addr as usize + 8) as *mut u64, 0) };
@@ -610,18 +674,69 @@ impl Plan<'_> {
                 .t(" us")
                 .emit();
         }
-        let _ = sys::close(self.fd);
+        // 11. The tail's list: unmap the loader, then restore what lived
+        //    where the loader was.
+        let mut n = 0;
+        let mut push = |op: sys::Op, n: &mut usize| {
+            if *n < MAX_OPS {
+                tp.ops[*n] = op;
+                *n += 1;
+            }
+        };
+        push(sys::op_munmap(self.loader.0, self.loader.1 - self.loader.0), &mut n);
+        for i in 0..self.img.nseg() {
+            let d = self.img.seg(i);
+            if !deferred(&d, self.loader) {
+                continue;
+            }
+            let shared = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE };
+            push(sys::op_mmap_anon(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, shared), &mut n);
+            if self.img.seg_has_data(i) {
+                let fd = self.fd;
+                image::for_each_extent(fd, d.file_off, d.len, |s, e| {
+                    push(sys::op_pread(fd, d.vaddr as usize + (s - d.file_off) as usize, (e - s) as usize, s), &mut n);
+                    Ok(())
+                })?;
+            }
+            push(sys::op_mprotect(d.vaddr as usize, d.len as usize, d.prot), &mut n);
+        }
+        if patch_deferred {
+            tp.iov = [&tp.patch as *const RestartPatch as usize, core::mem::size_of::<RestartPatch>(), pa, core::mem::size_of::<RestartPatch>()];
+            push(sys::op_vm_write(me, tp.iov.as_ptr() as usize, tp.iov[2..].as_ptr() as usize), &mut n);
+        }
+        if h.rseq_len != 0 && rseq_deferred {
+            push(sys::op_rseq(h.rseq_addr as usize, h.rseq_len, h.rseq_sig), &mut n);
+        }
+        push(sys::op_close(self.fd), &mut n);
+        if n >= MAX_OPS {
+            return Err(RestoreError::TooMany("pieces of memory under the loader"));
+        }
+        // The tail's code: in the restored program, unless that too lived
+        // under the loader; then a copy in the tail's page, which stays.
+        let code_deferred = seg_containing(&self.img, h.tail_addr).is_some_and(|d| deferred(&d, self.loader));
+        let sp = arch::sigreturn_sp(h.uc_addr as usize);
+        let tail = if code_deferred {
+            let src = arch::rckpt_restore_tail as *const () as *const u8;
+            // SAFETY: the tail is position-independent code shorter than the
+            // copy; reading past its end stays inside the loader's text.
+            unsafe { core::ptr::copy_nonoverlapping(src, tp.code.as_mut_ptr(), tp.code.len()) };
+            tp.ops[n] = [arch::OP_END, sp, 0, 0, 0, 0, 0];
+            // SAFETY: the page is the tail's own; it becomes read+exec.
+            unsafe { sys::mprotect(tp_addr, tp_len, sys::PROT_READ | sys::PROT_EXEC) }.map_err(sys_err("protecting the tail"))?;
+            tp.code.as_ptr() as usize
+        } else {
+            tp.ops[n] = [arch::OP_END, sp, tp_addr, tp_len, 0, 0, 0];
+            h.tail_addr as usize
+        };
 
-        // 11. TLS, then into the program's own tail: unmap the loader and
-        //     rt_sigreturn into the checkpoint handler's frame.
+        // 12. TLS, then into the tail.
         // SAFETY: the TLS blocks are restored; no loader code uses TLS.
         unsafe { arch::tls_restore(&h.tls) }
             .map_err(|e| RestoreError::Sys("setting the TLS base", Errno::new(-e as i32)))?;
-        // SAFETY: tail_addr is rckpt_restore_tail in the restored image; the
-        // loader range is exactly the loader's code, data and stack.
-        unsafe {
-            arch::jump_to_tail(h.tail_addr as usize, self.loader.0, self.loader.1 - self.loader.0, arch::sigreturn_sp(h.uc_addr as usize))
-        }
+        // SAFETY: `tail` holds the tail's code, the list starts by unmapping
+        // exactly the loader's range (code, data and stack) and ends with the
+        // signal frame the checkpoint handler ran on.
+        unsafe { arch::jump_to_tail(tail, tp.ops.as_ptr() as usize) }
     }
 }
 

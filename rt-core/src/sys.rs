@@ -559,6 +559,48 @@ pub fn wait_clone(pid: i32) -> Result<i32> {
     }
 }
 
+/// One entry of the restore tail's operation list (`rckpt_arch::OP_WORDS`
+/// words): a system call number and its six arguments. The tail runs them
+/// after the loader is unmapped; these builders keep their numbers here,
+/// with the other calls.
+pub type Op = [usize; 7];
+
+pub fn op_munmap(addr: usize, len: usize) -> Op {
+    [Sysno::munmap as usize, addr, len, 0, 0, 0, 0]
+}
+
+pub fn op_mmap_anon(addr: usize, len: usize, prot: u32, flags: u32) -> Op {
+    #[cfg(target_pointer_width = "64")]
+    let nr = Sysno::mmap as usize;
+    #[cfg(target_pointer_width = "32")]
+    let nr = Sysno::mmap2 as usize;
+    [nr, addr, len, prot as usize, (flags | MAP_ANONYMOUS | MAP_FIXED) as usize, usize::MAX, 0]
+}
+
+pub fn op_pread(fd: Fd, addr: usize, len: usize, off: u64) -> Op {
+    #[cfg(target_pointer_width = "64")]
+    return [Sysno::pread64 as usize, fd as usize, addr, len, off as usize, 0, 0];
+    #[cfg(target_pointer_width = "32")]
+    return [Sysno::pread64 as usize, fd as usize, addr, len, off as usize, (off >> 32) as usize, 0];
+}
+
+pub fn op_mprotect(addr: usize, len: usize, prot: u32) -> Op {
+    [Sysno::mprotect as usize, addr, len, prot as usize, 0, 0, 0]
+}
+
+pub fn op_close(fd: Fd) -> Op {
+    [Sysno::close as usize, fd as usize, 0, 0, 0, 0, 0]
+}
+
+pub fn op_rseq(area: usize, len: u32, sig: u32) -> Op {
+    [Sysno::rseq as usize, area, len as usize, 0, sig as usize, 0, 0]
+}
+
+/// Copy `local` iovec's bytes to `remote` iovec's address in this process.
+pub fn op_vm_write(pid: i32, local_iov: usize, remote_iov: usize) -> Op {
+    [Sysno::process_vm_writev as usize, pid as usize, local_iov, 1, remote_iov, 1, 0]
+}
+
 /// Read a whole small file (procfs) into `buf`; returns the length.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> Result<usize> {
     let mut p = CPath::from_bytes(path)?;
