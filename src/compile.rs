@@ -40,7 +40,7 @@ pub fn runtime(m32: bool) -> Result<Runtime, String> {
             return Err(format!(
                 "runtime file {} is missing (build it with: {})",
                 p.display(),
-                if m32 { "cargo make build-i386" } else { "cargo build --release" }
+                if m32 { "cargo build --release --target i686-unknown-linux-gnu -p rckpt-crt -p rckpt-loader" } else { "cargo build --release" }
             ));
         }
     }
