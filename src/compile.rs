@@ -40,7 +40,11 @@ pub fn runtime(m32: bool) -> Result<Runtime, String> {
             return Err(format!(
                 "runtime file {} is missing (build it with: {})",
                 p.display(),
-                if m32 { "cargo build --release --target i686-unknown-linux-gnu -p rckpt-crt -p rckpt-loader" } else { "cargo build --release" }
+                if m32 {
+                    "cargo build --release --target i686-unknown-linux-gnu -p rckpt-crt -p rckpt-loader"
+                } else {
+                    "cargo build --release"
+                }
             ));
         }
     }
@@ -48,7 +52,9 @@ pub fn runtime(m32: bool) -> Result<Runtime, String> {
 }
 
 fn links(args: &[String]) -> bool {
-    !args.iter().any(|a| matches!(a.as_str(), "-c" | "-S" | "-E" | "-M" | "-MM" | "--version" | "-v" | "-dumpversion" | "-dumpmachine" | "--help"))
+    !args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-c" | "-S" | "-E" | "-M" | "-MM" | "--version" | "-v" | "-dumpversion" | "-dumpmachine" | "--help"))
 }
 
 /// An ELF relocatable object holding the loader as

@@ -17,10 +17,37 @@ fn describe(e: ImageError) -> String {
 }
 
 const SIGNAMES: [&str; 31] = [
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
-    "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP",
-    "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
-    "SIGIO", "SIGPWR", "SIGSYS",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
 ];
 
 fn signame(s: usize) -> String {
@@ -51,12 +78,7 @@ fn utc(secs: u64) -> String {
 }
 
 fn prot(p: u32) -> String {
-    format!(
-        "{}{}{}",
-        if p & 1 != 0 { 'r' } else { '-' },
-        if p & 2 != 0 { 'w' } else { '-' },
-        if p & 4 != 0 { 'x' } else { '-' }
-    )
+    format!("{}{}{}", if p & 1 != 0 { 'r' } else { '-' }, if p & 2 != 0 { 'w' } else { '-' }, if p & 4 != 0 { 'x' } else { '-' })
 }
 
 fn open_flags(f: u32) -> String {
@@ -121,8 +143,18 @@ fn psinfo(img: &Image) -> (String, String) {
 
 fn xfeature_names(mask: u64) -> Vec<&'static str> {
     const NAMES: [(u32, &str); 12] = [
-        (0, "x87"), (1, "SSE"), (2, "AVX"), (3, "MPX-BNDREGS"), (4, "MPX-BNDCSR"), (5, "AVX-512-opmask"),
-        (6, "AVX-512-ZMM_Hi256"), (7, "AVX-512-Hi16_ZMM"), (9, "PKRU"), (11, "CET-U"), (17, "AMX-TILECFG"), (18, "AMX-TILEDATA"),
+        (0, "x87"),
+        (1, "SSE"),
+        (2, "AVX"),
+        (3, "MPX-BNDREGS"),
+        (4, "MPX-BNDCSR"),
+        (5, "AVX-512-opmask"),
+        (6, "AVX-512-ZMM_Hi256"),
+        (7, "AVX-512-Hi16_ZMM"),
+        (9, "PKRU"),
+        (11, "CET-U"),
+        (17, "AMX-TILECFG"),
+        (18, "AMX-TILEDATA"),
     ];
     NAMES.iter().filter(|(b, _)| mask & (1 << b) != 0).map(|(_, n)| *n).collect()
 }
@@ -289,7 +321,11 @@ fn print_text(v: &Value) {
     println!("  signals      {}", hs.join(" "));
     let list = |k: &str| -> String {
         let a: Vec<&str> = v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
-        if a.is_empty() { "none".into() } else { a.join(" ") }
+        if a.is_empty() {
+            "none".into()
+        } else {
+            a.join(" ")
+        }
     };
     println!("  blocked      {}", list("blocked"));
     println!("  pending      {}", list("pending"));

@@ -34,9 +34,8 @@ pub const COMPANION_MACHINE: u16 = 0;
 pub type GRegs = [usize; NGREG];
 pub const GREG_PC: usize = 12;
 pub const GREG_SP: usize = 15;
-pub const GREG_NAMES: [&str; NGREG] = [
-    "ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax", "eip", "cs", "eflags", "esp", "ss",
-];
+pub const GREG_NAMES: [&str; NGREG] =
+    ["ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax", "eip", "cs", "eflags", "esp", "ss"];
 
 // struct ucontext: uc_flags, uc_link, stack_t (12 bytes), sigcontext_32 (88).
 const UC_MCONTEXT: usize = 20;
@@ -106,8 +105,23 @@ pub unsafe fn gregs_from_ucontext(uc: *const u8, _tls: &Tls) -> GRegs {
     let g = |off: usize| -> usize { (unsafe { rd::<u32>(sc, off) }) as usize };
     let s = |off: usize| -> usize { (unsafe { rd::<u16>(sc, off) }) as usize };
     [
-        g(SC_BX), g(SC_CX), g(SC_DX), g(SC_SI), g(SC_DI), g(SC_BP), g(SC_AX), s(SC_DS), s(SC_ES), s(SC_FS),
-        s(SC_GS), usize::MAX, g(SC_IP), s(SC_CS), g(SC_FLAGS), g(SC_SP), s(SC_SS),
+        g(SC_BX),
+        g(SC_CX),
+        g(SC_DX),
+        g(SC_SI),
+        g(SC_DI),
+        g(SC_BP),
+        g(SC_AX),
+        s(SC_DS),
+        s(SC_ES),
+        s(SC_FS),
+        s(SC_GS),
+        usize::MAX,
+        g(SC_IP),
+        s(SC_CS),
+        g(SC_FLAGS),
+        g(SC_SP),
+        s(SC_SS),
     ]
 }
 

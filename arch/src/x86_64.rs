@@ -40,9 +40,8 @@ pub const GREG_PC: usize = 16;
 pub const GREG_SP: usize = 19;
 /// Names of the [`GRegs`] words, for `rckpt info`.
 pub const GREG_NAMES: [&str; NGREG] = [
-    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
-    "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
-    "es", "fs", "gs",
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs",
+    "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
 ];
 
 // Offsets inside `struct ucontext` (uc_flags, uc_link, stack_t uc_stack,
@@ -116,9 +115,33 @@ pub unsafe fn gregs_from_ucontext(uc: *const u8, tls: &Tls) -> GRegs {
     let cs = unsafe { rd::<u16>(sc, SC_CS) } as usize;
     let ss = unsafe { rd::<u16>(sc, SC_SS) } as usize;
     [
-        r(7), r(6), r(5), r(4), g(SC_BP), g(SC_BX), r(3), r(2), r(1), r(0), g(SC_AX),
-        g(SC_CX), g(SC_DX), g(SC_SI), g(SC_DI), usize::MAX, g(SC_IP), cs, g(SC_FLAGS),
-        g(SC_SP), if ss == 0 { 0x2b } else { ss }, fs_base, gs_base, 0, 0, 0, 0,
+        r(7),
+        r(6),
+        r(5),
+        r(4),
+        g(SC_BP),
+        g(SC_BX),
+        r(3),
+        r(2),
+        r(1),
+        r(0),
+        g(SC_AX),
+        g(SC_CX),
+        g(SC_DX),
+        g(SC_SI),
+        g(SC_DI),
+        usize::MAX,
+        g(SC_IP),
+        cs,
+        g(SC_FLAGS),
+        g(SC_SP),
+        if ss == 0 { 0x2b } else { ss },
+        fs_base,
+        gs_base,
+        0,
+        0,
+        0,
+        0,
     ]
 }
 

@@ -25,15 +25,8 @@ const SIGUSR2: c_int = 12;
 /// The state the loader rewrites on restart (see `format::RestartPatch`).
 /// Written only before `main` runs and by the loader; read by the handler.
 #[no_mangle]
-pub static mut rckpt_patch: RestartPatch = RestartPatch {
-    magic: PATCH_MAGIC,
-    ckpt_path: [0; 4096],
-    relocatable: 0,
-    generation: 0,
-    debug: 0,
-    warn: [1; 8],
-    reserved: 0,
-};
+pub static mut rckpt_patch: RestartPatch =
+    RestartPatch { magic: PATCH_MAGIC, ckpt_path: [0; 4096], relocatable: 0, generation: 0, debug: 0, warn: [1; 8], reserved: 0 };
 
 /// `-_condor_debug_wait` spins until a debugger clears this.
 #[no_mangle]
@@ -223,9 +216,7 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
         let e = addr_of!(rckpt_loader_blob_end);
         core::slice::from_raw_parts(s, e as usize - s as usize)
     };
-    let fail = |what: &str, e: sys::Errno| -> ! {
-        die(Line::new().t("rckpt: cannot start the restart loader: ").t(what).t(": ").e(e), 1)
-    };
+    let fail = |what: &str, e: sys::Errno| -> ! { die(Line::new().t("rckpt: cannot start the restart loader: ").t(what).t(": ").e(e), 1) };
     const MFD_CLOEXEC: u32 = 1;
     let fd = sys::memfd_create(b"rckpt-loader", MFD_CLOEXEC).unwrap_or_else(|e| fail("memfd_create", e));
     if let Err(e) = sys::write_all(fd, blob) {

@@ -153,13 +153,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         }
     };
     if check {
-        Line::new()
-            .t("rckpt-loader: ")
-            .s(image)
-            .t(": OK, ")
-            .u(plan.img.nseg() as u64)
-            .t(" segments verified")
-            .emit();
+        Line::new().t("rckpt-loader: ").s(image).t(": OK, ").u(plan.img.nseg() as u64).t(" segments verified").emit();
         sys::exit_group(0)
     }
     plan.commit()

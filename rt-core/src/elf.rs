@@ -228,14 +228,7 @@ pub fn read_ehdr(b: &[u8]) -> Option<Ehdr> {
         Class::Elf64 => (rd_u64(b, 32)?, 54),
         Class::Elf32 => (rd_u32(b, 28)? as u64, 42),
     };
-    Some(Ehdr {
-        class,
-        e_type: rd_u16(b, 16)?,
-        machine: rd_u16(b, 18)?,
-        phoff,
-        phentsize: rd_u16(b, rest)?,
-        phnum: rd_u16(b, rest + 2)?,
-    })
+    Some(Ehdr { class, e_type: rd_u16(b, 16)?, machine: rd_u16(b, 18)?, phoff, phentsize: rd_u16(b, rest)?, phnum: rd_u16(b, rest + 2)? })
 }
 
 pub fn read_phdr(b: &[u8], class: Class, o: usize) -> Option<Phdr> {

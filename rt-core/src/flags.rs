@@ -30,15 +30,7 @@ pub struct Flags<'a> {
 
 impl Default for Flags<'_> {
     fn default() -> Self {
-        Flags {
-            file: None,
-            restart: false,
-            relocatable: false,
-            debug: 0,
-            warn: [MODE_ON; 5],
-            debug_wait: false,
-            aggravate_bugs: false,
-        }
+        Flags { file: None, restart: false, relocatable: false, debug: 0, warn: [MODE_ON; 5], debug_wait: false, aggravate_bugs: false }
     }
 }
 
@@ -58,29 +50,18 @@ impl FlagError<'_> {
     pub fn describe(&self, l: &mut crate::line::Line) {
         match *self {
             FlagError::Missing(f, what) => l.s(f).t(" needs ").t(what),
-            FlagError::BadKind(k) => l
-                .t("-_condor_warning: unknown kind '")
-                .s(k)
-                .t("' (expected ALL, NOTICE, READWRITE, UNSUP or BADURL)"),
-            FlagError::BadMode(m) => {
-                l.t("-_condor_warning: unknown mode '").s(m).t("' (expected ON, OFF or ONCE)")
-            }
+            FlagError::BadKind(k) => l.t("-_condor_warning: unknown kind '").s(k).t("' (expected ALL, NOTICE, READWRITE, UNSUP or BADURL)"),
+            FlagError::BadMode(m) => l.t("-_condor_warning: unknown mode '").s(m).t("' (expected ON, OFF or ONCE)"),
             FlagError::BadLevel(f) => l.s(f).t(": expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
             FlagError::Unknown(f) => l.t("unknown flag ").s(f),
-            FlagError::Unsupported(f) => {
-                l.s(f).t(" is not supported yet (command files come in a later rckpt version)")
-            }
+            FlagError::Unsupported(f) => l.s(f).t(" is not supported yet (command files come in a later rckpt version)"),
         };
     }
 }
 
 /// Parse `n` arguments (argv[1..]), fetched by `arg(i)`. `remove(i)` is
 /// called for every index that belongs to a flag.
-pub fn parse<'a>(
-    n: usize,
-    arg: impl Fn(usize) -> &'a [u8],
-    mut remove: impl FnMut(usize),
-) -> Result<Flags<'a>, FlagError<'a>> {
+pub fn parse<'a>(n: usize, arg: impl Fn(usize) -> &'a [u8], mut remove: impl FnMut(usize)) -> Result<Flags<'a>, FlagError<'a>> {
     let mut f = Flags::default();
     let mut i = 0;
     while i < n {
@@ -129,10 +110,7 @@ pub fn parse<'a>(
             b"aggravate_bugs" => f.aggravate_bugs = true,
             b"cmd_fd" | b"cmd_file" => return Err(FlagError::Unsupported(a)),
             _ => match rest.strip_prefix(b"D_") {
-                Some(level)
-                    if !level.is_empty()
-                        && level.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_') =>
-                {
+                Some(level) if !level.is_empty() && level.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_') => {
                     f.debug += 1
                 }
                 Some(_) => return Err(FlagError::BadLevel(a)),

@@ -36,8 +36,7 @@ pub fn xxh64(data: &[u8], seed: u64) -> u64 {
     let len = data.len();
     let mut i = 0;
     let mut h = if len >= 32 {
-        let (mut v1, mut v2, mut v3, mut v4) =
-            (seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1));
+        let (mut v1, mut v2, mut v3, mut v4) = (seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1));
         while i + 32 <= len {
             v1 = round(v1, u64_at(data, i));
             v2 = round(v2, u64_at(data, i + 8));
@@ -45,11 +44,7 @@ pub fn xxh64(data: &[u8], seed: u64) -> u64 {
             v4 = round(v4, u64_at(data, i + 24));
             i += 32;
         }
-        let mut h = v1
-            .rotate_left(1)
-            .wrapping_add(v2.rotate_left(7))
-            .wrapping_add(v3.rotate_left(12))
-            .wrapping_add(v4.rotate_left(18));
+        let mut h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
         h = merge(h, v1);
         h = merge(h, v2);
         h = merge(h, v3);
@@ -131,10 +126,7 @@ mod tests {
         assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
         assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
         assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
-        assert_eq!(
-            xxh64(b"Nobody inspects the spammish repetition", 0),
-            0xFBCE_A83C_8A37_8BF1
-        );
+        assert_eq!(xxh64(b"Nobody inspects the spammish repetition", 0), 0xFBCE_A83C_8A37_8BF1);
     }
 
     #[test]

@@ -17,14 +17,20 @@ pub enum ImageError {
     NotElf,
     NotCore,
     /// The file ends before `need` bytes.
-    Truncated { need: u64, have: u64 },
+    Truncated {
+        need: u64,
+        have: u64,
+    },
     HeaderTooLarge(u64),
     Malformed(&'static str),
     NotRckpt,
     Version(u32),
     Seal,
     SegMismatch(usize),
-    Checksum { seg: usize, vaddr: u64 },
+    Checksum {
+        seg: usize,
+        vaddr: u64,
+    },
 }
 
 impl ImageError {
@@ -34,28 +40,18 @@ impl ImageError {
             ImageError::TooSmall(n) => l.t("truncated image: only ").u(n).t(" bytes"),
             ImageError::NotElf => l.t("not a checkpoint image (not an ELF file)"),
             ImageError::NotCore => l.t("not a checkpoint image (an ELF file, but not a core file)"),
-            ImageError::Truncated { need, have } => {
-                l.t("truncated image: needs ").u(need).t(" bytes, the file has ").u(have)
-            }
+            ImageError::Truncated { need, have } => l.t("truncated image: needs ").u(need).t(" bytes, the file has ").u(have),
             ImageError::HeaderTooLarge(n) => l.t("image headers too large (").u(n).t(" bytes)"),
             ImageError::Malformed(what) => l.t("corrupt image: ").t(what),
             ImageError::NotRckpt => l.t("not an rckpt image (an ELF core file without rckpt notes)"),
-            ImageError::Version(v) => l
-                .t("image format version ")
-                .u(v as u64)
-                .t(" is not supported (this rckpt reads version ")
-                .u(FORMAT_VERSION as u64)
-                .t(")"),
+            ImageError::Version(v) => {
+                l.t("image format version ").u(v as u64).t(" is not supported (this rckpt reads version ").u(FORMAT_VERSION as u64).t(")")
+            }
             ImageError::Seal => l.t("corrupt image: the headers and notes fail their checksum"),
             ImageError::SegMismatch(i) => {
                 l.t("corrupt image: program header of segment ").u(i as u64).t(" disagrees with the segment table")
             }
-            ImageError::Checksum { seg, vaddr } => l
-                .t("corrupt image: segment ")
-                .u(seg as u64)
-                .t(" (")
-                .x(vaddr)
-                .t(") fails its checksum"),
+            ImageError::Checksum { seg, vaddr } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") fails its checksum"),
         };
     }
 }
@@ -113,9 +109,7 @@ impl<'a> Image<'a> {
         if need > head.len() as u64 {
             return Err(ImageError::HeaderTooLarge(need));
         }
-        let note = elf::read_phdr(head, e.class, e.phoff as usize)
-            .filter(|p| p.p_type == elf::PT_NOTE)
-            .ok_or(ImageError::NotRckpt)?;
+        let note = elf::read_phdr(head, e.class, e.phoff as usize).filter(|p| p.p_type == elf::PT_NOTE).ok_or(ImageError::NotRckpt)?;
         let mut img = Image {
             head,
             class: e.class,
@@ -251,12 +245,7 @@ impl<'a> Image<'a> {
 /// Call `f(start, end)` for each page-rounded data extent of
 /// `[off, off + len)` in the file (holes are skipped), in order and without
 /// overlap.
-pub fn for_each_extent(
-    fd: Fd,
-    off: u64,
-    len: u64,
-    mut f: impl FnMut(u64, u64) -> Result<(), ImageError>,
-) -> Result<(), ImageError> {
+pub fn for_each_extent(fd: Fd, off: u64, len: u64, mut f: impl FnMut(u64, u64) -> Result<(), ImageError>) -> Result<(), ImageError> {
     let end = off + len;
     let mut pos = off;
     while pos < end {

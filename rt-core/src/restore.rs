@@ -79,11 +79,9 @@ impl RestoreError {
                 }
                 l
             }
-            RestoreError::XsaveSize(need, have) => l
-                .t("image's FPU state needs a ")
-                .u(need as u64)
-                .t("-byte xsave area; this CPU has ")
-                .u(have as u64),
+            RestoreError::XsaveSize(need, have) => {
+                l.t("image's FPU state needs a ").u(need as u64).t("-byte xsave area; this CPU has ").u(have as u64)
+            }
             RestoreError::Vdso => l.t("the vDSO of this kernel differs in size from the checkpointing kernel's"),
             RestoreError::Cwd(e) => {
                 l.t("the checkpointed working directory ");
@@ -101,9 +99,7 @@ impl RestoreError {
                 }
                 l.t(": ").e(e)
             }
-            RestoreError::Conflict(a) => {
-                l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it")
-            }
+            RestoreError::Conflict(a) => l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it"),
             RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
             RestoreError::TooMany(what) => l.t("too many ").t(what),
         };
@@ -347,7 +343,10 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         }
         plan_fds[nfds] = (d.fd | (((d.flags & sys::O_CLOEXEC != 0) as i32) << 30), high);
         nfds += 1;
-        if d.flags & 0o3 == sys::O_RDWR && opts.warn[crate::flags::WARN_READWRITE] != 0 && !(warned_rw && opts.warn[crate::flags::WARN_READWRITE] == 2) {
+        if d.flags & 0o3 == sys::O_RDWR
+            && opts.warn[crate::flags::WARN_READWRITE] != 0
+            && !(warned_rw && opts.warn[crate::flags::WARN_READWRITE] == 2)
+        {
             Line::new()
                 .t("rckpt: notice: fd ")
                 .i(d.fd as i64)
@@ -521,9 +520,7 @@ impl Plan<'_> {
             if is_placed(self.placed, i) || deferred(&d, self.loader) {
                 continue;
             }
-            let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
-                | sys::MAP_ANONYMOUS
-                | sys::MAP_FIXED;
+            let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE } | sys::MAP_ANONYMOUS | sys::MAP_FIXED;
             // SAFETY: the range was checked not to overlap the loader; what
             // was there (the kernel's stack) is already unmapped.
             unsafe { sys::mmap(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, flags, -1, 0) }
@@ -640,10 +637,8 @@ impl Plan<'_> {
             exe_fd: u32::MAX,
         };
         // SAFETY: PR_SET_MM_MAP reads the struct and the auxv array.
-        unsafe {
-            sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0)
-        }
-        .map_err(sys_err("prctl(PR_SET_MM_MAP)"))?;
+        unsafe { sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0) }
+            .map_err(sys_err("prctl(PR_SET_MM_MAP)"))?;
         let mut comm = [0u8; 17];
         comm[..16].copy_from_slice(&h.comm);
         // SAFETY: PR_SET_NAME reads at most 16 bytes.
@@ -701,7 +696,8 @@ impl Plan<'_> {
             push(sys::op_mprotect(d.vaddr as usize, d.len as usize, d.prot), &mut n);
         }
         if patch_deferred {
-            tp.iov = [&tp.patch as *const RestartPatch as usize, core::mem::size_of::<RestartPatch>(), pa, core::mem::size_of::<RestartPatch>()];
+            tp.iov =
+                [&tp.patch as *const RestartPatch as usize, core::mem::size_of::<RestartPatch>(), pa, core::mem::size_of::<RestartPatch>()];
             push(sys::op_vm_write(me, tp.iov.as_ptr() as usize, tp.iov[2..].as_ptr() as usize), &mut n);
         }
         if h.rseq_len != 0 && rseq_deferred {
@@ -731,8 +727,7 @@ impl Plan<'_> {
 
         // 12. TLS, then into the tail.
         // SAFETY: the TLS blocks are restored; no loader code uses TLS.
-        unsafe { arch::tls_restore(&h.tls) }
-            .map_err(|e| RestoreError::Sys("setting the TLS base", Errno::new(-e as i32)))?;
+        unsafe { arch::tls_restore(&h.tls) }.map_err(|e| RestoreError::Sys("setting the TLS base", Errno::new(-e as i32)))?;
         // SAFETY: `tail` holds the tail's code, the list starts by unmapping
         // exactly the loader's range (code, data and stack) and ends with the
         // signal frame the checkpoint handler ran on.

@@ -15,10 +15,9 @@ pub const AT_FDCWD: i32 = -100;
 pub const PATH_MAX: usize = 4096;
 
 pub use linux_raw_sys::general::{
-    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED,
-    O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR,
-    O_TRUNC, O_WRONLY, PROT_EXEC, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END, SEEK_HOLE,
-    SEEK_SET,
+    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY,
+    O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, PROT_EXEC, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END,
+    SEEK_HOLE, SEEK_SET,
 };
 
 /// A NUL-terminated path in a fixed buffer.
@@ -89,8 +88,7 @@ impl Clone for CPath {
 pub fn open(path: &mut CPath, flags: u32, mode: u32) -> Result<Fd> {
     let p = path.c_ptr()?;
     // SAFETY: see the module note; `p` is NUL-terminated.
-    unsafe { syscall4(Sysno::openat, AT_FDCWD as usize, p, flags as usize, mode as usize) }
-        .map(|fd| fd as Fd)
+    unsafe { syscall4(Sysno::openat, AT_FDCWD as usize, p, flags as usize, mode as usize) }.map(|fd| fd as Fd)
 }
 
 pub fn close(fd: Fd) -> Result<()> {
@@ -174,9 +172,7 @@ unsafe fn rckpt_arch_pread(fd: Fd, addr: usize, len: usize, off: u64) -> Result<
 #[cfg(target_pointer_width = "32")]
 unsafe fn rckpt_arch_pwrite(fd: Fd, addr: usize, len: usize, off: u64) -> Result<usize> {
     // SAFETY: forwarded contract; i386 passes the offset as (lo, hi).
-    unsafe {
-        syscall5(Sysno::pwrite64, fd as usize, addr, len, off as usize, (off >> 32) as usize)
-    }
+    unsafe { syscall5(Sysno::pwrite64, fd as usize, addr, len, off as usize, (off >> 32) as usize) }
 }
 
 /// `lseek` with a 64-bit offset.
@@ -184,22 +180,14 @@ pub fn lseek(fd: Fd, off: u64, whence: u32) -> Result<u64> {
     #[cfg(target_pointer_width = "64")]
     {
         // SAFETY: see the module note.
-        unsafe { syscall3(Sysno::lseek, fd as usize, off as usize, whence as usize) }
-            .map(|v| v as u64)
+        unsafe { syscall3(Sysno::lseek, fd as usize, off as usize, whence as usize) }.map(|v| v as u64)
     }
     #[cfg(target_pointer_width = "32")]
     {
         let mut result: u64 = 0;
         // SAFETY: see the module note; `result` is a local.
         unsafe {
-            syscall5(
-                Sysno::_llseek,
-                fd as usize,
-                (off >> 32) as usize,
-                off as usize,
-                &mut result as *mut u64 as usize,
-                whence as usize,
-            )
+            syscall5(Sysno::_llseek, fd as usize, (off >> 32) as usize, off as usize, &mut result as *mut u64 as usize, whence as usize)
         }
         .map(|_| result)
     }
@@ -257,9 +245,7 @@ pub fn readlink(path: &mut CPath, out: &mut CPath) -> Result<()> {
     let p = path.c_ptr()?;
     let mut buf = [0u8; PATH_MAX];
     // SAFETY: see the module note.
-    let n = unsafe {
-        syscall4(Sysno::readlinkat, AT_FDCWD as usize, p, buf.as_mut_ptr() as usize, buf.len())
-    }?;
+    let n = unsafe { syscall4(Sysno::readlinkat, AT_FDCWD as usize, p, buf.as_mut_ptr() as usize, buf.len()) }?;
     out.clear();
     out.push(&buf[..n])
 }
@@ -297,14 +283,10 @@ pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
 pub unsafe fn mmap(addr: usize, len: usize, prot: u32, flags: u32, fd: Fd, off: u64) -> Result<usize> {
     #[cfg(target_pointer_width = "64")]
     // SAFETY: forwarded contract.
-    let r = unsafe {
-        syscall6(Sysno::mmap, addr, len, prot as usize, flags as usize, fd as usize, off as usize)
-    };
+    let r = unsafe { syscall6(Sysno::mmap, addr, len, prot as usize, flags as usize, fd as usize, off as usize) };
     #[cfg(target_pointer_width = "32")]
     // SAFETY: forwarded contract; mmap2 takes the offset in pages.
-    let r = unsafe {
-        syscall6(Sysno::mmap2, addr, len, prot as usize, flags as usize, fd as usize, (off / 4096) as usize)
-    };
+    let r = unsafe { syscall6(Sysno::mmap2, addr, len, prot as usize, flags as usize, fd as usize, (off / 4096) as usize) };
     r
 }
 
@@ -440,25 +422,10 @@ pub fn fstat(fd: Fd) -> Result<Stat> {
     const AT_EMPTY_PATH: usize = 0x1000;
     const STATX_BASIC: usize = 0x7ff;
     // SAFETY: see the module note; statx writes at most 256 bytes.
-    unsafe {
-        syscall5(
-            Sysno::statx,
-            fd as usize,
-            empty.as_ptr() as usize,
-            AT_EMPTY_PATH,
-            STATX_BASIC,
-            sx.as_mut_ptr() as usize,
-        )
-    }?;
+    unsafe { syscall5(Sysno::statx, fd as usize, empty.as_ptr() as usize, AT_EMPTY_PATH, STATX_BASIC, sx.as_mut_ptr() as usize) }?;
     let u32_at = |o: usize| u32::from_le_bytes([sx[o], sx[o + 1], sx[o + 2], sx[o + 3]]);
     let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
-    Ok(Stat {
-        mode: (u32_at(28) & 0xffff),
-        ino: u64_at(32),
-        size: u64_at(40),
-        dev_major: u32_at(136),
-        dev_minor: u32_at(140),
-    })
+    Ok(Stat { mode: (u32_at(28) & 0xffff), ino: u64_at(32), size: u64_at(40), dev_major: u32_at(136), dev_minor: u32_at(140) })
 }
 
 pub const F_GETFD: u32 = 1;
@@ -489,9 +456,7 @@ pub unsafe fn fexecve(fd: Fd, argv: *const *const u8, envp: *const *const u8) ->
     let empty = [0u8; 1];
     const AT_EMPTY_PATH: usize = 0x1000;
     // SAFETY: forwarded contract.
-    match unsafe {
-        syscall5(Sysno::execveat, fd as usize, empty.as_ptr() as usize, argv as usize, envp as usize, AT_EMPTY_PATH)
-    } {
+    match unsafe { syscall5(Sysno::execveat, fd as usize, empty.as_ptr() as usize, argv as usize, envp as usize, AT_EMPTY_PATH) } {
         Ok(_) => Errno::EINVAL,
         Err(e) => e,
     }

@@ -127,10 +127,8 @@ impl ScratchMap {
         let len = (core::mem::size_of::<Scratch>() + 4095) & !4095;
         // SAFETY: a fresh anonymous mapping at a kernel-chosen address
         // replaces nothing.
-        let addr = unsafe {
-            sys::mmap(0, len, sys::PROT_READ | sys::PROT_WRITE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0)
-        }
-        .map_err(fail("allocating working memory"))?;
+        let addr = unsafe { sys::mmap(0, len, sys::PROT_READ | sys::PROT_WRITE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, -1, 0) }
+            .map_err(fail("allocating working memory"))?;
         Ok(ScratchMap { addr, len })
     }
     fn get(&mut self) -> &mut Scratch {
@@ -225,8 +223,7 @@ fn sync_dir(path: &CPath) {
 
 fn count_tasks(buf: &mut [u8]) -> Result<usize, Failure> {
     let mut p = CPath::from_bytes(b"/proc/self/task").map_err(fail("reading /proc/self/task"))?;
-    let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0)
-        .map_err(fail("reading /proc/self/task"))?;
+    let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(fail("reading /proc/self/task"))?;
     let fd = OwnedFd(fd);
     let mut count = 0;
     loop {
@@ -272,7 +269,8 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
                 // Kept in the image for debuggers (the vvar pages are not
                 // readable data); never restored from it.
                 if let Some(slot) = segs.get_mut(n) {
-                    *slot = Seg { map: m, kind: seg_kind::VDSO, prot: sys::PROT_READ | sys::PROT_EXEC, has_data: true, ..Default::default() };
+                    *slot =
+                        Seg { map: m, kind: seg_kind::VDSO, prot: sys::PROT_READ | sys::PROT_EXEC, has_data: true, ..Default::default() };
                     n += 1;
                 }
             }
@@ -292,9 +290,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         } else {
             seg_kind::ANON
         };
-        let prot = (m.read as u32) * sys::PROT_READ
-            | (m.write as u32) * sys::PROT_WRITE
-            | (m.exec as u32) * sys::PROT_EXEC;
+        let prot = (m.read as u32) * sys::PROT_READ | (m.write as u32) * sys::PROT_WRITE | (m.exec as u32) * sys::PROT_EXEC;
         let Some(slot) = segs.get_mut(n) else {
             return Err(Failure { what: "too many mappings", errno: Errno::E2BIG });
         };
