@@ -184,7 +184,7 @@ fn debug_wait() {
     Line::new()
         .t("rckpt: -_condor_debug_wait: waiting for a debugger: gdb -p ")
         .u(pid)
-        .t(" -ex 'set var rckpt_debug_wait = 0' -ex continue")
+        .t(" -ex 'set language c' -ex 'set var *(int*)&rckpt_debug_wait = 0' -ex continue")
         .emit();
     // SAFETY: as above.
     while unsafe { core::ptr::read_volatile(addr_of!(rckpt_debug_wait)) } != 0 {
@@ -294,6 +294,12 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
     let pid = sys::getpid();
     let ppid = sys::getppid();
     let pending = sys::sigpending().unwrap_or(0);
+    // Refuse threads here, in the process itself: a forked writer would
+    // see only one thread and write an image missing the others.
+    if let Err(e) = writer::check_single_threaded() {
+        report_failure(sig, ckpt_path(), e);
+        return;
+    }
     if sig == SIGUSR2 {
         match sys::fork_quiet() {
             Ok(0) => {
@@ -313,11 +319,18 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
     }
 }
 
+/// The checkpoint file's name (without its NUL).
+fn ckpt_path() -> &'static [u8] {
+    let p = &patch().ckpt_path;
+    &p[..p.iter().position(|&c| c == 0).unwrap_or(0)]
+}
+
 /// Write the image; print the outcome. True on success.
 fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u64) -> bool {
     let p = patch();
-    let path_len = p.ckpt_path.iter().position(|&c| c == 0).unwrap_or(0);
-    let Ok(path) = CPath::from_bytes(&p.ckpt_path[..path_len]) else { return false };
+    let Ok(path) = CPath::from_bytes(ckpt_path()) else {
+        return false;
+    };
     let (rseq_addr, rseq_len) = {
         // SAFETY: glibc defines both; reading two integers.
         let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
@@ -358,16 +371,24 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
             true
         }
         Err(e) => {
-            let mut l = Line::new();
-            l.t("rckpt: checkpoint to ").s(path.as_bytes()).t(" failed: ").t(e.what).t(": ").e(e.errno);
-            l.t("; the previous checkpoint is kept");
-            if sig == SIGTSTP {
-                l.t(", the program keeps running");
-            }
-            l.emit();
+            report_failure(sig, path.as_bytes(), e);
             false
         }
     }
+}
+
+/// One line: what failed, the previous image is kept, the program runs on.
+fn report_failure(sig: c_int, path: &[u8], e: writer::Failure) {
+    let mut l = Line::new();
+    l.t("rckpt: checkpoint to ").s(path).t(" failed: ").t(e.what);
+    if let Some(errno) = e.errno {
+        l.t(": ").e(errno);
+    }
+    l.t("; the previous checkpoint is kept");
+    if sig == SIGTSTP {
+        l.t(", the program keeps running");
+    }
+    l.emit();
 }
 
 /// The seed's success signal: the process dies by SIGUSR2.

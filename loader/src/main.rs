@@ -147,7 +147,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         Err(e) => {
             let mut l = Line::new();
             l.t("rckpt-loader: ").s(image).t(": ");
-            e.describe(&mut l, None);
+            e.describe(&mut l);
             l.emit();
             sys::exit_group(1)
         }
@@ -166,8 +166,12 @@ fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u
         return;
     }
     let mut head = [0u8; 64];
-    let Ok(mut p) = sys::CPath::from_bytes(image) else { return };
-    let Ok(fd) = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0) else { return };
+    let Ok(mut p) = sys::CPath::from_bytes(image) else {
+        return;
+    };
+    let Ok(fd) = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0) else {
+        return;
+    };
     let n = sys::read(fd, &mut head).unwrap_or(0);
     let _ = sys::close(fd);
     let is_companion = n >= 20 && head[..4] == *b"\x7fELF" && u16::from_le_bytes([head[18], head[19]]) == rckpt_arch::COMPANION_MACHINE;
@@ -175,7 +179,9 @@ fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u
         return;
     }
     let mut exe = sys::CPath::new();
-    let Ok(mut me) = sys::CPath::from_bytes(b"/proc/self/exe") else { return };
+    let Ok(mut me) = sys::CPath::from_bytes(b"/proc/self/exe") else {
+        return;
+    };
     if sys::readlink(&mut me, &mut exe).is_err() {
         return;
     }
@@ -185,7 +191,9 @@ fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u
         if cand.push(&exe.as_bytes()[..dir_len]).and_then(|_| cand.push(rel)).is_err() {
             continue;
         }
-        let Ok(fd) = sys::open(&mut cand, sys::O_PATH | sys::O_CLOEXEC, 0) else { continue };
+        let Ok(fd) = sys::open(&mut cand, sys::O_PATH | sys::O_CLOEXEC, 0) else {
+            continue;
+        };
         // SAFETY: argv/envp are the kernel's NULL-terminated arrays.
         let e = unsafe { sys::fexecve(fd, argv, envp) };
         let _ = sys::close(fd);

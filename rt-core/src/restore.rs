@@ -36,31 +36,34 @@ pub struct Options<'a> {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum RestoreError {
+pub enum RestoreError<'a> {
     Image(ImageError),
     Arch(u32, u32),
     Cpu(u64),
     XsaveSize(u32, u32),
     Vdso,
-    Cwd(Errno),
-    File(i32, Errno),
+    /// The checkpointed working directory (a path in the image) and why.
+    Cwd(&'a [u8], Errno),
+    /// An fd the image had open, its path, whether that path is relative
+    /// to the restart directory (relocatable restart), and why.
+    File(i32, &'a [u8], bool, Errno),
     Conflict(u64),
     Sys(&'static str, Errno),
     TooMany(&'static str),
 }
 
-impl From<ImageError> for RestoreError {
+impl From<ImageError> for RestoreError<'_> {
     fn from(e: ImageError) -> Self {
         RestoreError::Image(e)
     }
 }
 
-fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> RestoreError {
+fn sys_err<'a>(what: &'static str) -> impl FnOnce(Errno) -> RestoreError<'a> {
     move |e| RestoreError::Sys(what, e)
 }
 
-impl RestoreError {
-    pub fn describe(&self, l: &mut Line, img: Option<&Image>) {
+impl RestoreError<'_> {
+    pub fn describe(&self, l: &mut Line) {
         match *self {
             RestoreError::Image(e) => {
                 e.describe(l);
@@ -83,21 +86,16 @@ impl RestoreError {
                 l.t("image's FPU state needs a ").u(need as u64).t("-byte xsave area; this CPU has ").u(have as u64)
             }
             RestoreError::Vdso => l.t("the vDSO of this kernel differs in size from the checkpointing kernel's"),
-            RestoreError::Cwd(e) => {
-                l.t("the checkpointed working directory ");
-                if let Some(i) = img {
-                    l.s(i.cwd);
-                }
+            RestoreError::Cwd(path, e) => {
+                l.t("the checkpointed working directory ").s(path);
                 l.t(" is not usable (").e(e).t("); restart with -_condor_relocatable (rckpt-loader --relocatable) to stay here")
             }
-            RestoreError::File(fd, e) => {
-                l.t("cannot reopen fd ").i(fd as i64);
-                if let Some(i) = img {
-                    if let Some((_, p)) = i.fds().find(|(d, _)| d.fd == fd) {
-                        l.t(" (").s(p).t(")");
-                    }
+            RestoreError::File(fd, path, relocated, e) => {
+                l.t("cannot reopen fd ").i(fd as i64).t(" (");
+                if relocated {
+                    l.t(".");
                 }
-                l.t(": ").e(e)
+                l.s(path).t("): ").e(e)
             }
             RestoreError::Conflict(a) => l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it"),
             RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
@@ -157,7 +155,7 @@ fn image_uses(img: &Image, s: usize, e: usize) -> bool {
 /// Map `len` bytes read-write somewhere the image does not need and the
 /// loader does not occupy: the kernel's choice if it fits, else right after
 /// one of the image's segments.
-fn find_hole(img: &Image, loader: (usize, usize), len: usize) -> Result<usize, RestoreError> {
+fn find_hole(img: &Image, loader: (usize, usize), len: usize) -> Result<usize, RestoreError<'static>> {
     let rw = sys::PROT_READ | sys::PROT_WRITE;
     let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS;
     let free = |a: usize| a + len <= arch::USER_MAX && !image_uses(img, a, a + len) && !(a < loader.1 && a + len > loader.0);
@@ -206,7 +204,7 @@ struct TailPage {
 }
 
 /// Open the image and read its head.
-pub fn open_image<'a>(path: &[u8], head: &'a mut [u8]) -> Result<(Fd, u64, &'a [u8]), RestoreError> {
+pub fn open_image<'a>(path: &[u8], head: &'a mut [u8]) -> Result<(Fd, u64, &'a [u8]), RestoreError<'static>> {
     let mut p = CPath::from_bytes(path).map_err(sys_err("image path"))?;
     let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(sys_err("cannot open"))?;
     let st = sys::fstat(fd).map_err(sys_err("cannot stat"))?;
@@ -219,7 +217,7 @@ pub fn open_image<'a>(path: &[u8], head: &'a mut [u8]) -> Result<(Fd, u64, &'a [
 }
 
 /// Check the image's architecture and the CPU's features.
-pub fn check_machine(img: &Image) -> Result<(), RestoreError> {
+pub fn check_machine(img: &Image) -> Result<(), RestoreError<'static>> {
     if img.machine != arch::ELF_MACHINE || img.class != crate::elf::Class::NATIVE {
         return Err(RestoreError::Arch(img.machine as u32, img.class.bits()));
     }
@@ -262,7 +260,7 @@ fn vdso_now(maps: &[u8]) -> VdsoNow {
 
 /// Phase one: everything that can fail, with nothing of the loader's
 /// process given up yet.
-pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) -> Result<Plan<'a>, RestoreError> {
+pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) -> Result<Plan<'a>, RestoreError<'a>> {
     let Buffers { head, maps, io, placed } = bufs;
     let (fd, size, head) = open_image(opts.image, head)?;
     let img = Image::parse(head, size)?;
@@ -293,8 +291,9 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     let cwd_fd = if opts.relocatable {
         -1
     } else {
-        let mut p = CPath::from_bytes(img.cwd).map_err(RestoreError::Cwd)?;
-        sys::open(&mut p, sys::O_PATH | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(RestoreError::Cwd)?
+        let cwd = img.cwd;
+        let mut p = CPath::from_bytes(cwd).map_err(|e| RestoreError::Cwd(cwd, e))?;
+        sys::open(&mut p, sys::O_PATH | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(|e| RestoreError::Cwd(cwd, e))?
     };
 
     // Files: open each one now, above every target number.
@@ -324,19 +323,24 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         }
         let mut p = CPath::new();
         let old = img.cwd;
-        if opts.relocatable && path.len() > old.len() && path.starts_with(old) && path[old.len()] == b'/' {
-            p.push(here.as_bytes()).and_then(|_| p.push(&path[old.len()..])).map_err(|e| RestoreError::File(d.fd, e))?;
+        // Under -_condor_relocatable a file below the old working directory
+        // is looked for below this one; errors name it "./rest/of/path".
+        let relocated = opts.relocatable && path.len() > old.len() && path.starts_with(old) && path[old.len()] == b'/';
+        let (shown, pushed) = if relocated {
+            (&path[old.len()..], p.push(here.as_bytes()).and_then(|_| p.push(&path[old.len()..])))
         } else {
-            p.push(path).map_err(|e| RestoreError::File(d.fd, e))?;
-        }
+            (path, p.push(path))
+        };
+        let file_err = |e| RestoreError::File(d.fd, shown, relocated, e);
+        pushed.map_err(file_err)?;
         const KEEP: u32 = 0o3 | sys::O_APPEND | 0o4000 /* O_NONBLOCK */ | 0o10000 /* O_DSYNC */
             | 0o4010000 /* O_SYNC */ | 0o1000000 /* O_NOATIME */ | 0o40000 /* O_DIRECT */;
         let flags = if d.kind == fd_kind::DIR { sys::O_RDONLY | sys::O_DIRECTORY } else { d.flags & KEEP };
-        let t = sys::open(&mut p, flags | sys::O_CLOEXEC, 0).map_err(|e| RestoreError::File(d.fd, e))?;
+        let t = sys::open(&mut p, flags | sys::O_CLOEXEC, 0).map_err(file_err)?;
         if d.kind != fd_kind::CHR {
-            sys::lseek(t, d.pos, sys::SEEK_SET).map_err(|e| RestoreError::File(d.fd, e))?;
+            sys::lseek(t, d.pos, sys::SEEK_SET).map_err(file_err)?;
         }
-        let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map_err(|e| RestoreError::File(d.fd, e))? as Fd;
+        let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map_err(file_err)? as Fd;
         let _ = sys::close(t);
         if nfds == MAX_FDS {
             return Err(RestoreError::TooMany("files"));
@@ -458,7 +462,7 @@ fn covered_by_image(img: &Image, s: usize, e: usize) -> bool {
     pos >= e
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
     /// Phase two. Failures here are reported and the process exits: the
     /// loader's own process is gone by then, but nothing outside it changed.
     pub fn commit(self) -> ! {
@@ -467,14 +471,14 @@ impl Plan<'_> {
             Err(e) => {
                 let mut l = Line::new();
                 l.t("rckpt-loader: restore failed after the point of no return: ");
-                e.describe(&mut l, None);
+                e.describe(&mut l);
                 l.emit();
                 sys::exit_group(1)
             }
         }
     }
 
-    fn commit_inner(self) -> Result<core::convert::Infallible, RestoreError> {
+    fn commit_inner(self) -> Result<core::convert::Infallible, RestoreError<'a>> {
         let h = self.img.header;
         let t0 = sys::monotonic_ns();
         // 1. Unmap everything that is neither the loader, the vDSO, nor an
@@ -483,7 +487,9 @@ impl Plan<'_> {
         let maps = &self.maps[..n];
         let v = vdso_now(maps);
         for (ls, le) in procfs::lines(maps) {
-            let Some(m) = procfs::parse_map_line(maps, ls, le) else { continue };
+            let Some(m) = procfs::parse_map_line(maps, ls, le) else {
+                continue;
+            };
             let name = m.name(maps);
             if name.starts_with(b"[vvar") || name == b"[vdso]" || name == b"[vsyscall]" {
                 continue;
@@ -572,7 +578,7 @@ impl Plan<'_> {
         // 6. Working directory and umask (before the fds: the directory fd
         //    may sit on a number a file is about to take).
         if self.cwd_fd >= 0 {
-            sys::fchdir(self.cwd_fd).map_err(RestoreError::Cwd)?;
+            sys::fchdir(self.cwd_fd).map_err(|e| RestoreError::Cwd(self.img.cwd, e))?;
             let _ = sys::close(self.cwd_fd);
         }
         sys::umask(h.umask);
@@ -757,15 +763,17 @@ struct PrctlMmMap {
 static_assertions::const_assert_eq!(core::mem::size_of::<PrctlMmMap>(), 104);
 
 /// Move every vvar/vdso piece of the block at `block` by `to - block`.
-fn move_block(maps: &[u8], block: usize, to: usize) -> Result<(), RestoreError> {
+fn move_block(maps: &[u8], block: usize, to: usize) -> Result<(), RestoreError<'static>> {
     move_block_from(maps, block, block, to)
 }
 
 /// The pieces were listed at `listed` (their addresses in `maps`); they are
 /// now at `from`; move them to `to`, keeping their offsets.
-fn move_block_from(maps: &[u8], listed: usize, from: usize, to: usize) -> Result<(), RestoreError> {
+fn move_block_from(maps: &[u8], listed: usize, from: usize, to: usize) -> Result<(), RestoreError<'static>> {
     for (ls, le) in procfs::lines(maps) {
-        let Some(m) = procfs::parse_map_line(maps, ls, le) else { continue };
+        let Some(m) = procfs::parse_map_line(maps, ls, le) else {
+            continue;
+        };
         let name = m.name(maps);
         if !(name.starts_with(b"[vvar") || name == b"[vdso]") {
             continue;

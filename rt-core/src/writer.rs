@@ -44,15 +44,34 @@ pub struct Stats {
     pub ns: u64,
 }
 
-/// What failed, for the one-line message.
+/// What failed, for the one-line message: `what`, then the system's reason
+/// when a system call failed (`None`: `what` says it all).
 #[derive(Clone, Copy, Debug)]
 pub struct Failure {
     pub what: &'static str,
-    pub errno: Errno,
+    pub errno: Option<Errno>,
+}
+
+impl Failure {
+    /// A failure of rckpt's own limits, not of a system call.
+    fn plain(what: &'static str) -> Self {
+        Failure { what, errno: None }
+    }
 }
 
 fn fail(what: &'static str) -> impl FnOnce(Errno) -> Failure {
-    move |errno| Failure { what, errno }
+    move |errno| Failure { what, errno: Some(errno) }
+}
+
+/// The process must be single-threaded: the checkpoint saves one thread's
+/// registers. Cheap enough (one /proc directory read, a stack buffer) for
+/// the signal handler to call before it forks a writer.
+pub fn check_single_threaded() -> Result<(), Failure> {
+    let mut buf = [0u8; 1024];
+    if count_tasks(&mut buf)? > 1 {
+        return Err(Failure::plain("the process has more than one thread (rckpt checkpoints single-threaded processes only)"));
+    }
+    Ok(())
 }
 
 const MAX_MAPS: usize = 8192;
@@ -160,10 +179,7 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let scratch_range = (map.addr, map.addr + map.len);
     let s = map.get();
 
-    let threads = count_tasks(&mut s.dents)?;
-    if threads > 1 {
-        return Err(Failure { what: "the process has more than one thread (not supported)", errno: Errno::EOPNOTSUPP });
-    }
+    check_single_threaded()?;
 
     // Everything /proc says, read before anything is written.
     let n = sys::read_file(b"/proc/self/maps", &mut s.maps_text).map_err(fail("reading /proc/self/maps"))?;
@@ -201,7 +217,7 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let mut dst = req.path.clone();
     if let Err(e) = sys::rename(&mut tmp, &mut dst) {
         let _ = sys::unlink(&mut tmp);
-        return Err(Failure { what: "renaming the checkpoint into place", errno: e });
+        return Err(Failure { what: "renaming the checkpoint into place", errno: Some(e) });
     }
     sync_dir(req.path);
     st.ns = sys::monotonic_ns() - t0;
@@ -254,7 +270,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
     let mut v = Vdso { block: usize::MAX, ..Default::default() };
     for (ls, le) in procfs::lines(text) {
         let Some(m) = procfs::parse_map_line(text, ls, le) else {
-            return Err(Failure { what: "parsing /proc/self/maps", errno: Errno::EINVAL });
+            return Err(Failure::plain("cannot parse /proc/self/maps"));
         };
         if m.start >= skip.0 && m.end <= skip.1 {
             continue;
@@ -292,7 +308,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         };
         let prot = (m.read as u32) * sys::PROT_READ | (m.write as u32) * sys::PROT_WRITE | (m.exec as u32) * sys::PROT_EXEC;
         let Some(slot) = segs.get_mut(n) else {
-            return Err(Failure { what: "too many mappings", errno: Errno::E2BIG });
+            return Err(Failure::plain("too many mappings"));
         };
         *slot = Seg { map: m, kind, prot, has_data: m.read, ..Default::default() };
         n += 1;
@@ -359,7 +375,7 @@ fn write_image(
         if sg.has_data && uses_scan(sg.kind) {
             match scan(pm.0, sg.map.start, sg.map.end, &mut vec[..1], 1) {
                 Some(Ok((k, _))) => sg.has_data = k > 0,
-                Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: e }),
+                Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: Some(e) }),
                 None => have_scan = false,
             }
         }
@@ -371,7 +387,7 @@ fn write_image(
     c.pos = notes_at;
     let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, &[fd, pm.0], old_xfsz)?;
     if c.overflow {
-        return Err(Failure { what: "building notes (too large)", errno: Errno::E2BIG });
+        return Err(Failure::plain("building notes (too large)"));
     }
     let seal_at = c.pos;
     let hdr_len = seal_at + 12 + 8 + core::mem::size_of::<Seal>();
@@ -398,8 +414,8 @@ fn write_image(
             loop {
                 let (k, walk_end) = match scan(pm.0, start, sg.map.end, vec, 0) {
                     Some(Ok(r)) => r,
-                    Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: e }),
-                    None => return Err(Failure { what: "scanning page tables", errno: Errno::ENOTTY }),
+                    Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: Some(e) }),
+                    None => return Err(Failure::plain("scanning page tables: PAGEMAP_SCAN gave an unexpected result")),
                 };
                 let live = sg.map.start <= here && here < sg.map.end;
                 for r in &vec[..k] {
@@ -469,7 +485,7 @@ fn write_image(
     c.bytes(pod_bytes(&seal));
     c.end_note(m);
     if c.overflow || c.pos != hdr_len {
-        return Err(Failure { what: "building the header", errno: Errno::E2BIG });
+        return Err(Failure::plain("building the header (too large)"));
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
     Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0 })
@@ -500,14 +516,14 @@ fn write_run(fd: Fd, sg: &Seg, a: usize, b: usize, sum: &mut SegSum, mut bounce:
         let mut faulted = false;
         while done < want {
             match sys::pwrite_raw(fd, addr + done, want - done, off + done as u64) {
-                Ok(0) => return Err(Failure { what: "writing memory", errno: Errno::EIO }),
+                Ok(0) => return Err(Failure::plain("writing memory: the file took no more data")),
                 Ok(k) => done += k,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EFAULT) if sg.kind == seg_kind::FILE => {
                     faulted = true;
                     break;
                 }
-                Err(e) => return Err(Failure { what: "writing memory", errno: e }),
+                Err(e) => return Err(Failure { what: "writing memory", errno: Some(e) }),
             }
         }
         // SAFETY: the kernel just read these `done` bytes of our own memory,
@@ -747,7 +763,7 @@ fn build_notes(
         let d = FdDesc { fd: fdn, flags, pos, kind, path_len: target.len() as u32 };
         c.bytes(pod_bytes(&d));
         c.bytes(target.as_bytes());
-        c.align(8);
+        c.align_from(m.desc, 8);
         written += 1;
     }
     c.end_note(m);
@@ -790,7 +806,7 @@ fn list_fds(buf: &mut [u8]) -> Result<usize, Failure> {
         }
         n += k;
         if buf.len() - n < 512 {
-            return Err(Failure { what: "listing fds (too many)", errno: Errno::E2BIG });
+            return Err(Failure::plain("listing fds (too many)"));
         }
     }
     Ok(n)
