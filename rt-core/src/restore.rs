@@ -334,7 +334,8 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         let file_err = |e| RestoreError::File(d.fd, shown, relocated, e);
         pushed.map_err(file_err)?;
         const KEEP: u32 = 0o3 | sys::O_APPEND | 0o4000 /* O_NONBLOCK */ | 0o10000 /* O_DSYNC */
-            | 0o4010000 /* O_SYNC */ | 0o1000000 /* O_NOATIME */ | 0o40000 /* O_DIRECT */;
+            | 0o4010000 /* O_SYNC */ | 0o1000000 /* O_NOATIME */ | 0o40000 /* O_DIRECT */
+            | sys::O_LARGEFILE;
         let flags = if d.kind == fd_kind::DIR { sys::O_RDONLY | sys::O_DIRECTORY } else { d.flags & KEEP };
         let t = sys::open(&mut p, flags | sys::O_CLOEXEC, 0).map_err(file_err)?;
         if d.kind != fd_kind::CHR {

@@ -85,8 +85,15 @@ impl Clone for CPath {
 // kernel memory it may keep past the call (except `mmap` family, whose
 // callers carry the contract in their own `# Safety`).
 
+/// `O_LARGEFILE` (x86): implied on 64-bit; a 32-bit process needs it for
+/// files past 2 GiB (a sparse image easily is: its offsets follow the
+/// address space).
+pub const O_LARGEFILE: u32 = 0o100000;
+
+/// `openat(AT_FDCWD, ...)`, always with `O_LARGEFILE`.
 pub fn open(path: &mut CPath, flags: u32, mode: u32) -> Result<Fd> {
     let p = path.c_ptr()?;
+    let flags = flags | O_LARGEFILE;
     // SAFETY: see the module note; `p` is NUL-terminated.
     unsafe { syscall4(Sysno::openat, AT_FDCWD as usize, p, flags as usize, mode as usize) }.map(|fd| fd as Fd)
 }
