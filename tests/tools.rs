@@ -1,0 +1,328 @@
+//! The tools around images and the runtime's interface: `rckpt info`,
+//! `rckpt restart`, `rckpt-loader --check`, gdb on an image,
+//! `-_condor_debug_wait`, debug output, flag handling, warnings.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+
+/// A checkpoint of the counter taken with SIGTSTP; the gate is left open
+/// so a restart runs to the end. Returns (program, image, uninterrupted
+/// output, output before the checkpoint).
+fn counter_image(t: &T) -> (PathBuf, PathBuf, String, String) {
+    let (prog, want) = counter(t, &[]);
+    let img = t.p("counter.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img), N.into(), t.ps("gate")]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    t.touch(t.p("gate"));
+    (prog, img, want, p.stdout())
+}
+
+fn run_rckpt(t: &T, args: &[&str]) -> std::process::Output {
+    let mut v = vec![s(&product().rckpt)];
+    v.extend(args.iter().map(|a| a.to_string()));
+    t.run_tool(&v)
+}
+
+/// `rckpt info FILE` names the program and the architecture.
+fn info_text(arch: Arch) {
+    let t = T::new("info", arch);
+    let (_, img, _, _) = counter_image(&t);
+    let o = run_rckpt(&t, &["info", &s(&img)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "rckpt info failed: {}{}", out, String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("counter"), "rckpt info does not name the program:\n{out}");
+    assert!(out.contains(arch.name()), "rckpt info does not name the architecture ({}):\n{out}", arch.name());
+}
+
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+            out.push(k.clone());
+            json_strings(x, out)
+        }),
+        _ => {}
+    }
+}
+
+/// `rckpt info --json FILE` is JSON naming the program and architecture.
+fn info_json(arch: Arch) {
+    let t = T::new("infojson", arch);
+    let (_, img, _, _) = counter_image(&t);
+    let o = run_rckpt(&t, &["info", "--json", &s(&img)]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "rckpt info --json failed: {}{}", out, String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("rckpt info --json is not JSON ({e}):\n{out}"));
+    let mut strings = vec![];
+    json_strings(&v, &mut strings);
+    assert!(strings.iter().any(|x| x.contains("counter")), "no string mentions the program:\n{out}");
+    assert!(strings.iter().any(|x| x.contains(arch.name())), "no string mentions {}:\n{out}", arch.name());
+}
+
+/// `rckpt info` verifies the image like the loader does: a corrupt segment
+/// is reported and the exit status is non-zero.
+fn info_rejects_corrupt(arch: Arch) {
+    let t = T::new("infobad", arch);
+    let (_, img, _, _) = counter_image(&t);
+    let mut b = std::fs::read(&img).unwrap();
+    let segs = image::segments(&b);
+    let (i, at) = segs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.stored > 0)
+        .find_map(|(i, d)| {
+            let r = d.file_off as usize..(d.file_off + d.len) as usize;
+            b[r.clone()].iter().position(|&x| x != 0).map(|k| (i, r.start + k))
+        })
+        .unwrap();
+    b[at] ^= 0x5a;
+    let bad = t.p("bad.ckpt");
+    std::fs::write(&bad, &b).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["info"];
+        if json {
+            args.push("--json");
+        }
+        let bs = s(&bad);
+        args.push(&bs);
+        let o = run_rckpt(&t, &args);
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!o.status.success(), "rckpt {args:?} accepted a corrupt image:\n{all}");
+        assert!(
+            all.contains(&format!("corrupt image: segment {i} (0x{:x}) fails its checksum", segs[i].vaddr)),
+            "rckpt {args:?}: no checksum message:\n{all}"
+        );
+    }
+    // Truncated: refused with the loader's words.
+    let orig = std::fs::read(&img).unwrap();
+    std::fs::write(&bad, &orig[..10]).unwrap();
+    let o = run_rckpt(&t, &["info", &s(&bad)]);
+    assert!(!o.status.success());
+    assert_text(
+        &String::from_utf8_lossy(&o.stderr),
+        &format!("rckpt: {}: truncated image: only 10 bytes\n", bad.display()),
+        "rckpt info on a truncated image",
+    );
+}
+
+/// `rckpt-loader --check` on a good image, then the image still restarts.
+fn loader_check(arch: Arch) {
+    let t = T::new("check", arch);
+    let (prog, img, want, before) = counter_image(&t);
+    let nseg = image::header(&std::fs::read(&img).unwrap()).nseg;
+    let c = t.run("check", &[t.loader(), "--check".into(), s(&img)]);
+    assert_eq!(c.status().unwrap().code(), Some(0), "{}", c.describe());
+    assert_text(&c.stderr(), &format!("rckpt-loader: {}: OK, {nseg} segments verified\n", img.display()), "--check");
+    assert_eq!(c.stdout(), "");
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
+    r.expect_exit(0);
+    assert_text(&format!("{before}{}", r.stdout()), &want, "restart after --check");
+}
+
+/// `rckpt restart FILE` (the command's restart subcommand).
+fn rckpt_restart_command(arch: Arch) {
+    let t = T::new("rckptrestart", arch);
+    let (_, img, want, before) = counter_image(&t);
+    let mut r = t.spawn("restart", &[s(&product().rckpt), "restart".into(), s(&img)]);
+    r.expect_exit(0);
+    assert_text(&format!("{before}{}", r.stdout()), &want, "rckpt restart");
+}
+
+/// gdb reads an image: the backtrace shows the fixture's functions.
+fn gdb_backtrace(arch: Arch) {
+    if !require_tool("gdb") {
+        return;
+    }
+    let t = T::new("gdb", arch);
+    let prog = t.compile("nested", &["nested_main.c", "nested_work.c"], &["-g", "-O1"]);
+    let img = t.p("nested.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let o = t.run_tool(&["gdb".into(), "-nx".into(), "-batch".into(), "-ex".into(), "bt".into(), s(&prog), s(&img)]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let pos = |f: &str| out.find(&format!(" {f} (")).or_else(|| out.find(&format!(" {f}(")));
+    let (i, m, mn) = (pos("inner_work"), pos("outer_work"), pos("main"));
+    assert!(
+        i.is_some() && m.is_some() && mn.is_some() && i < m && m < mn,
+        "gdb bt does not show inner_work, outer_work, main in order:\n{out}\n--- stderr ---\n{err}"
+    );
+}
+
+/// `-_condor_debug_wait`: the program waits before main (printing the gdb
+/// hint) until a debugger clears rckpt_debug_wait, then runs normally.
+fn debug_wait(arch: Arch) {
+    if !require_tool("gdb") {
+        return;
+    }
+    let t = T::new("debugwait", arch);
+    let (prog, want) = counter(&t, &[]);
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_debug_wait".into(), N.into(), t.ps("open-gate")]);
+    p.wait_stderr("\n");
+    let hint = format!(
+        "rckpt: -_condor_debug_wait: waiting for a debugger: gdb -p {} -ex 'set language c' -ex 'set var *(int*)&rckpt_debug_wait = 0' -ex continue\n",
+        p.pid
+    );
+    assert_text(&p.stderr(), &hint, "debug_wait hint");
+    assert_eq!(p.stdout(), "", "the program ran before the debugger released it");
+    assert!(p.status().is_none());
+    let o = t.run_tool(&[
+        "gdb".into(),
+        "-nx".into(),
+        "-batch".into(),
+        "-p".into(),
+        p.pid.to_string(),
+        "-ex".into(),
+        "set language c".into(),
+        "-ex".into(),
+        "set var *(int*)&rckpt_debug_wait = 0".into(),
+    ]);
+    assert!(o.status.success(), "gdb failed: {}", String::from_utf8_lossy(&o.stderr));
+    p.expect_exit(0);
+    assert_text(&p.stdout(), &want, "output after the debugger released the program");
+}
+
+/// `-_condor_D_<LEVEL>`: debug lines for writing and restoring.
+fn debug_output(arch: Arch) {
+    let t = T::new("debugout", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("d.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_D_CKPT".into(), "-_condor_ckpt".into(), s(&img), N.into(), t.ps("gate")]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let nseg = image::header(&std::fs::read(&img).unwrap()).nseg;
+    let err = p.stderr();
+    let wrote = format!("rckpt: D_CKPT: wrote {}: {nseg} segments, ", img.display());
+    assert!(err.lines().any(|l| l.starts_with(&wrote)), "no {wrote:?} line:\n{err}");
+    t.touch(t.p("gate"));
+    let mut r = t.spawn("restart", &[s(&prog), "-_condor_restart".into(), s(&img), "-_condor_D_ALL".into()]);
+    r.expect_exit(0);
+    let err = r.stderr();
+    let restored = format!("rckpt: D_CKPT: restored {nseg} segments, generation 1, commit took ");
+    assert!(err.lines().any(|l| l.starts_with(&restored)), "no {restored:?} line:\n{err}");
+    assert_text(&format!("{}{}", p.stdout(), r.stdout()), &want, "output with debug flags");
+}
+
+arch_tests!(info_text, info_json, info_rejects_corrupt, loader_check, rckpt_restart_command, gdb_backtrace, debug_wait, debug_output,);
+
+/// Flags anywhere on the command line are removed before main; the others
+/// stay, in order.
+#[test]
+fn flags_removed_before_main() {
+    let t = T::new("flags", Arch::X86_64);
+    let prog = t.compile("args", &["args.c"], &[]);
+    let r = t.run(
+        "args",
+        &[
+            s(&prog),
+            "a".into(),
+            "-_condor_nowarn".into(),
+            "b".into(),
+            "-_condor_D_FULLDEBUG".into(),
+            "-_condor_warning".into(),
+            "UNSUP".into(),
+            "ONCE".into(),
+            "c".into(),
+            "-_condor_relocatable".into(),
+            "-_condor_aggravate_bugs".into(),
+            "-_condor_ckpt".into(),
+            "x.ckpt".into(),
+            "-_condor_D_CKPT".into(),
+            "d with space".into(),
+            "--not-a-condor-flag".into(),
+        ],
+    );
+    assert_eq!(r.status().unwrap().code(), Some(0), "{}", r.describe());
+    assert_text(
+        &r.stdout(),
+        "argc 6\nargv[1] = a\nargv[2] = b\nargv[3] = c\nargv[4] = d with space\nargv[5] = --not-a-condor-flag\ndone\n",
+        "arguments seen by main",
+    );
+    assert!(!t.p("x.ckpt").exists());
+}
+
+/// Without -_condor_ckpt the image is the program's basename + ".ckpt" in
+/// the working directory (not next to the program). A restart from
+/// elsewhere returns to the checkpointed working directory, unless it is
+/// relocatable.
+#[test]
+fn default_checkpoint_name_and_cwd() {
+    let t = T::new("defname", Arch::X86_64);
+    let prog = t.compile("args", &["args.c"], &[]);
+    let work = t.mkdir("work");
+    let mut p = t.spawn_in("orig", &[s(&prog), "wait".into()], &work);
+    p.wait_ready();
+    p.signal(SIGUSR2);
+    let img = work.join("args.ckpt");
+    wait_file(&mut p, &img);
+    p.signal(SIGWINCH);
+    p.expect_exit(0);
+    assert!(!t.p("args.ckpt").exists(), "the image went next to the program, not into the working directory");
+    let w = work.display();
+    assert_text(&p.stdout(), &format!("argc 2\nargv[1] = wait\nready\ngo\nwas not restarted\ncwd {w}\ndone\n"), "default name run");
+    let mut r = t.spawn("restart", &[s(&prog), "-_condor_restart".into(), s(&img)]);
+    r.expect_exit(0);
+    assert_text(&r.stdout(), &format!("restarted\nwas restarted\ncwd {w}\ndone\n"), "plain restart from another directory");
+    let mut r = t.spawn("reloc", &[s(&prog), "-_condor_restart".into(), s(&img), "-_condor_relocatable".into()]);
+    r.expect_exit(0);
+    assert_text(
+        &r.stdout(),
+        &format!("restarted\nwas restarted\ncwd {}\ndone\n", t.dir.display()),
+        "relocatable restart from another directory",
+    );
+}
+
+/// Warning controls: -_condor_nowarn silences the reserved-signal notices,
+/// -_condor_warning NOTICE ONCE prints only the first.
+#[test]
+fn warning_modes() {
+    let t = T::new("warn", Arch::X86_64);
+    let prog = t.compile("state", &["state.c"], &[]);
+    let notices = |p: &Proc| p.stderr().lines().filter(|l| l.starts_with("rckpt: notice: ")).count();
+    for (label, flags, want) in [
+        ("default", vec![], 4),
+        ("nowarn", vec!["-_condor_nowarn"], 0),
+        ("once", vec!["-_condor_warning", "NOTICE", "ONCE"], 1),
+        ("off", vec!["-_condor_warning", "ALL", "OFF"], 0),
+    ] {
+        let mut argv = vec![s(&prog)];
+        argv.extend(flags.iter().map(|f| f.to_string()));
+        let mut p = t.spawn(label, &argv);
+        p.wait_ready();
+        p.signal(SIGWINCH);
+        p.expect_exit(0);
+        // Twice 4 refused calls (before and after the wait).
+        let want = if want == 4 { 8 } else { want };
+        assert_eq!(notices(&p), want, "{label}: wrong number of notices:\n{}", p.describe());
+    }
+}
+
+/// A restart with `-_condor_warning UNSUP OFF` (or `rckpt-loader --warning
+/// UNSUP OFF`) does not warn about the pipes it cannot restore.
+#[test]
+fn restart_warning_off() {
+    let t = T::new("warnoff", Arch::X86_64);
+    let prog = t.compile("state", &["state.c"], &[]);
+    let img = t.p("s.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let copy = t.p("s2.ckpt");
+    std::fs::copy(&img, &copy).unwrap();
+    let runs: [(&str, Vec<String>); 2] = [
+        ("self", vec![s(&prog), "-_condor_restart".into(), s(&img), "-_condor_warning".into(), "UNSUP".into(), "OFF".into()]),
+        ("loader", vec![t.loader(), "--warning".into(), "UNSUP".into(), "OFF".into(), s(&copy)]),
+    ];
+    for (label, argv) in runs {
+        let mut r = t.spawn(label, &argv);
+        r.expect_exit(0);
+        assert!(r.stdout().ends_with("done\n"), "{}", r.describe());
+        assert!(!r.stderr().contains("rckpt: warning:"), "{label}: warning printed despite UNSUP OFF:\n{}", r.describe());
+    }
+}
