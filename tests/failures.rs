@@ -251,6 +251,36 @@ fn corrupt_segment(arch: Arch) {
     assert_refused(&t, &prog, &bad, &format!("corrupt image: segment {j} (0x{:x}) fails its checksum", d.vaddr));
 }
 
+/// A flipped byte deep inside a large image (8 GiB mapped, 16 MiB stored),
+/// whose data the loader reads with two threads: still refused.
+#[test]
+fn corrupt_large_image() {
+    use std::os::unix::fs::FileExt;
+    let t = T::new("badlarge", Arch::X86_64);
+    let prog = t.compile("sparse", &["sparse.c"], &[]);
+    let img = t.p("large.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    // Only the head is read: the file's apparent size is 8 GiB.
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+    let mut head = vec![0u8; 8 << 20];
+    let n = f.read_at(&mut head, 0).unwrap();
+    head.truncate(n);
+    let segs = image::segments(&head);
+    let (i, d) = segs.iter().enumerate().max_by_key(|(_, d)| d.len).unwrap();
+    assert!(d.len >= 8 << 30, "no 8 GiB segment in the image");
+    // sparse.c fills 8 MiB at 5 GiB into the mapping: flip a byte in it.
+    let at = d.file_off + (5 << 30) + (3 << 20) + 17;
+    let mut byte = [0u8];
+    f.read_exact_at(&mut byte, at).unwrap();
+    assert_ne!(byte[0], 0, "expected data at 5 GiB + 3 MiB into the mapping");
+    byte[0] ^= 0x20;
+    f.write_all_at(&byte, at).unwrap();
+    drop(f);
+    assert_refused(&t, &prog, &img, &format!("corrupt image: segment {i} (0x{:x}) fails its checksum", d.vaddr));
+}
+
 /// One flipped byte in the notes, or in the ELF header, without resealing.
 fn corrupt_notes(arch: Arch) {
     let t = T::new("badnote", arch);

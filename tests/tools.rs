@@ -199,13 +199,19 @@ fn debug_output(arch: Arch) {
     let nseg = image::header(&std::fs::read(&img).unwrap()).nseg;
     let err = p.stderr();
     let wrote = format!("rckpt: D_CKPT: wrote {}: {nseg} segments, ", img.display());
-    assert!(err.lines().any(|l| l.starts_with(&wrote)), "no {wrote:?} line:\n{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(&wrote) && l.contains(" KiB stored, ") && l.ends_with(" ms of it)")),
+        "no {wrote:?}... KiB stored, N ms (fsync M ms of it) line:\n{err}"
+    );
     t.touch(t.p("gate"));
     let mut r = t.spawn("restart", &[s(&prog), "-_condor_restart".into(), s(&img), "-_condor_D_ALL".into()]);
     r.expect_exit(0);
     let err = r.stderr();
-    let restored = format!("rckpt: D_CKPT: restored {nseg} segments, generation 1, commit took ");
-    assert!(err.lines().any(|l| l.starts_with(&restored)), "no {restored:?} line:\n{err}");
+    let restored = format!("rckpt: D_CKPT: restored {nseg} segments, generation 1, read and verified ");
+    assert!(
+        err.lines().any(|l| l.starts_with(&restored) && l.contains(" KiB in ") && l.contains(" ms, commit took ")),
+        "no {restored:?}... line:\n{err}"
+    );
     assert_text(&format!("{}{}", p.stdout(), r.stdout()), &want, "output with debug flags");
 }
 

@@ -288,6 +288,54 @@ pub unsafe fn tls_restore(t: &Tls) -> Result<(), isize> {
     }
 }
 
+/// Start a helper task that shares this address space: `clone(flags,
+/// stack_top - 20, 0, 0, ctid)`; the child calls `f(arg)`, which must never
+/// return (it ends with the `exit` system call). Returns the child's id, or
+/// a negative errno. Used by the loader to read an image with two CPUs.
+///
+/// # Safety
+/// `stack_top` must be the 16-aligned top of memory that nothing else uses
+/// while the child runs; `flags` must include `CLONE_VM` (the child runs
+/// `f` on that stack in this address space) and no `CLONE_SETTLS` etc.
+#[unsafe(naked)]
+pub unsafe extern "C" fn spawn_helper(
+    flags: usize,
+    stack_top: usize,
+    f: unsafe extern "C" fn(usize) -> !,
+    arg: usize,
+    ctid: *mut u32,
+) -> isize {
+    naked_asm!(
+        "push ebx",
+        "push esi",
+        "push edi",
+        "mov ebx, [esp + 16]",   // flags
+        "mov ecx, [esp + 20]",   // stack_top
+        "mov eax, [esp + 24]",   // f
+        "mov edx, [esp + 28]",   // arg
+        "mov [ecx - 20], eax",   // child stack: f, then arg at top - 16
+        "mov [ecx - 16], edx",
+        "sub ecx, 20",
+        "xor edx, edx",          // clone(flags, newsp, 0, 0, ctid)
+        "xor esi, esi",
+        "mov edi, [esp + 32]",
+        "mov eax, {clone}",
+        "int 0x80",
+        "test eax, eax",
+        "jnz 2f",
+        "pop eax",               // child: f; arg at [esp], esp 16-aligned
+        "xor ebp, ebp",
+        "call eax",
+        "ud2",
+        "2:",
+        "pop edi",
+        "pop esi",
+        "pop ebx",
+        "ret",                   // parent: the child's id or -errno
+        clone = const 120,
+    )
+}
+
 /// The thread pointer glibc's `__rseq_offset` is relative to: %gs's base.
 pub fn thread_pointer() -> usize {
     (tls_save()[0] >> 32) as usize

@@ -450,6 +450,45 @@ pub unsafe extern "C" fn rckpt_sigreturn_restorer() -> ! {
     )
 }
 
+/// Start a helper task that shares this address space: `clone(flags,
+/// stack_top - 16, 0, ctid)`; the child calls `f(arg)`, which must never
+/// return (it ends with the `exit` system call). Returns the child's id, or
+/// a negative errno. Used by the loader to read an image with two CPUs.
+///
+/// # Safety
+/// `stack_top` must be the 16-aligned top of memory that nothing else uses
+/// while the child runs; `flags` must include `CLONE_VM` (the child runs
+/// `f` on that stack in this address space) and no `CLONE_SETTLS` etc.
+#[unsafe(naked)]
+pub unsafe extern "C" fn spawn_helper(
+    flags: usize,
+    stack_top: usize,
+    f: unsafe extern "C" fn(usize) -> !,
+    arg: usize,
+    ctid: *mut u32,
+) -> isize {
+    naked_asm!(
+        "mov [rsi - 16], rdx",   // the child pops f and arg from its stack
+        "mov [rsi - 8], rcx",
+        "sub rsi, 16",
+        "mov eax, {clone}",      // clone(flags, newsp, 0, ctid, 0)
+        "xor edx, edx",
+        "mov r10, r8",
+        "xor r8d, r8d",
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        "pop rax",               // child: f
+        "pop rdi",               // arg; rsp is stack_top again (16-aligned)
+        "xor ebp, ebp",
+        "call rax",
+        "ud2",
+        "2:",
+        "ret",                   // parent: the child's id or -errno
+        clone = const 56,
+    )
+}
+
 /// The thread pointer glibc's `__rseq_offset` is relative to.
 pub fn thread_pointer() -> usize {
     tls_base().0

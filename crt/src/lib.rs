@@ -365,7 +365,9 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
                     .u(st.stored >> 10)
                     .t(" KiB stored, ")
                     .u(st.ns / 1_000_000)
-                    .t(" ms")
+                    .t(" ms (fsync ")
+                    .u(st.sync_ns / 1_000_000)
+                    .t(" ms of it)")
                     .emit();
             }
             true

@@ -15,6 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::AtomicU64;
 use rckpt_rt_core::flags::{MODE_OFF, MODE_ON, MODE_ONCE, WARN_KINDS};
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::restore::{self, Buffers, Options};
@@ -26,6 +27,9 @@ static mut HEAD: [u8; 8 << 20] = [0; 8 << 20];
 static mut MAPS: [u8; 2 << 20] = [0; 2 << 20];
 static mut IO: [u8; 1 << 20] = [0; 1 << 20];
 static mut PLACED: [u64; 128] = [0; 128];
+static mut PIECES: [restore::Piece; 32768] = [restore::Piece::EMPTY; 32768];
+static mut SUMS: [AtomicU64; restore::MAX_SEGS] = [const { AtomicU64::new(0) }; restore::MAX_SEGS];
+static mut HELPER_STACK: [u8; 64 << 10] = [0; 64 << 10];
 
 rckpt_arch::loader_entry!(loader_main, STACK, STACK_SIZE);
 
@@ -140,6 +144,9 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             maps: &mut *addr_of_mut!(MAPS),
             io: &mut *addr_of_mut!(IO),
             placed: &mut *addr_of_mut!(PLACED),
+            pieces: &mut *addr_of_mut!(PIECES),
+            sums: &mut *addr_of_mut!(SUMS),
+            helper_stack: &mut *addr_of_mut!(HELPER_STACK),
         }
     };
     let plan = match restore::prepare(&opts, bufs, loader) {

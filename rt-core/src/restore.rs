@@ -22,6 +22,7 @@ use crate::image::{self, Image, ImageError};
 use crate::line::Line;
 use crate::procfs;
 use crate::sys::{self, CPath, Errno, Fd, KSigaction};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use rckpt_arch as arch;
 
 pub struct Options<'a> {
@@ -105,7 +106,7 @@ impl RestoreError<'_> {
 }
 
 const MAX_FDS: usize = 1024;
-const MAX_SEGS: usize = 8192;
+pub const MAX_SEGS: usize = 8192;
 
 /// Scratch space the loader provides (static arrays in its .bss).
 pub struct Buffers<'a> {
@@ -114,6 +115,27 @@ pub struct Buffers<'a> {
     pub io: &'a mut [u8],
     /// One bit per segment: mapped and read in `prepare`.
     pub placed: &'a mut [u64; MAX_SEGS / 64],
+    /// The data reads of segments mapped in place, shared out between
+    /// this thread and a helper; one checksum accumulator per segment.
+    pub pieces: &'a mut [Piece],
+    pub sums: &'a mut [AtomicU64; MAX_SEGS],
+    /// The helper thread's stack (16-aligned top).
+    pub helper_stack: &'a mut [u8],
+}
+
+/// One read of segment data into place: `len` bytes at image offset `off`
+/// to address `addr`, part of segment `seg` starting at its page `page`.
+#[derive(Clone, Copy, Default)]
+pub struct Piece {
+    addr: usize,
+    off: u64,
+    len: u32,
+    seg: u32,
+    page: u64,
+}
+
+impl Piece {
+    pub const EMPTY: Piece = Piece { addr: 0, off: 0, len: 0, seg: 0, page: 0 };
 }
 
 /// Everything `commit` needs, prepared and checked.
@@ -133,6 +155,9 @@ pub struct Plan<'a> {
     opts_aggravate: bool,
     warn: [u8; 5],
     loader: (usize, usize),
+    /// For the debug line: how long phase one took, bytes it read in place.
+    prepare_ns: u64,
+    read_bytes: u64,
 }
 
 fn is_placed(p: &[u64; MAX_SEGS / 64], i: usize) -> bool {
@@ -261,7 +286,8 @@ fn vdso_now(maps: &[u8]) -> VdsoNow {
 /// Phase one: everything that can fail, with nothing of the loader's
 /// process given up yet.
 pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) -> Result<Plan<'a>, RestoreError<'a>> {
-    let Buffers { head, maps, io, placed } = bufs;
+    let t_start = sys::monotonic_ns();
+    let Buffers { head, maps, io, placed, pieces, sums, helper_stack } = bufs;
     let (fd, size, head) = open_image(opts.image, head)?;
     let img = Image::parse(head, size)?;
     check_machine(&img)?;
@@ -366,6 +392,8 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     // Segment data: into place where the address is free, else through the
     // buffer; either way every checksum is verified now.
     placed.fill(0);
+    let mut npieces = 0;
+    let mut read_bytes = 0;
     for i in 0..nseg {
         let d = img.seg(i);
         if d.kind == seg_kind::VDSO {
@@ -383,7 +411,11 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             Ok(a) if a == d.vaddr as usize => {
                 placed[i / 64] |= 1 << (i % 64);
                 if img.seg_has_data(i) {
-                    read_segment_into_place(&img, fd, i, true)?;
+                    match queue_pieces(&img, fd, i, &mut pieces[npieces..])? {
+                        Some(k) => npieces += k,
+                        // No room left in the queue: read it right now.
+                        None => read_bytes += read_segment_into_place(&img, fd, i, true)?,
+                    }
                 }
             }
             Ok(a) => {
@@ -395,6 +427,8 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             Err(_) => image::verify_segment(&img, fd, i, io)?,
         }
     }
+
+    read_bytes += read_pieces(&img, fd, &pieces[..npieces], sums, helper_stack)?;
 
     let mut ckpt = CPath::new();
     match opts.ckpt {
@@ -421,30 +455,182 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         opts_aggravate: opts.aggravate_bugs,
         warn: opts.warn,
         loader,
+        prepare_ns: sys::monotonic_ns() - t_start,
+        read_bytes,
     })
 }
 
 /// Read segment `i`'s data extents into its (already mapped, writable)
 /// place; with `verify`, checksum them from memory.
-fn read_segment_into_place(img: &Image, fd: Fd, i: usize, verify: bool) -> Result<(), ImageError> {
+/// Read size per step of [`read_segment_into_place`] (about an L2 cache).
+const READ_CHUNK: u64 = 1 << 20;
+
+/// Split segment `i`'s data extents into pieces of at most [`READ_CHUNK`]
+/// bytes at the start of `room`; `None` (nothing queued) if they do not fit.
+fn queue_pieces(img: &Image, fd: Fd, i: usize, room: &mut [Piece]) -> Result<Option<usize>, ImageError> {
+    let d = img.seg(i);
+    let mut n = 0;
+    let mut full = false;
+    image::for_each_extent(fd, d.file_off, d.len, |s, e| {
+        let mut at = s;
+        while at < e && !full {
+            let len = (e - at).min(READ_CHUNK);
+            let Some(slot) = room.get_mut(n) else {
+                full = true;
+                break;
+            };
+            let off = at - d.file_off;
+            *slot = Piece { addr: d.vaddr as usize + off as usize, off: at, len: len as u32, seg: i as u32, page: off / PAGE_SIZE };
+            n += 1;
+            at += len;
+        }
+        Ok(())
+    })?;
+    Ok(if full { None } else { Some(n) })
+}
+
+/// What the two readers share.
+struct Work<'a> {
+    pieces: &'a [Piece],
+    fd: Fd,
+    next: AtomicUsize,
+    sums: &'a [AtomicU64; MAX_SEGS],
+    bytes: AtomicU64,
+    /// 0 until a reader fails; the first to set it writes `err`.
+    failed: AtomicU32,
+    err: core::cell::UnsafeCell<ImageError>,
+    /// The helper's id word, cleared by the kernel when it exits.
+    helper_tid: AtomicU32,
+}
+
+// SAFETY: `err` is written once, by the reader that moved `failed` from 0
+// to 1, and read only after both readers are done.
+unsafe impl Sync for Work<'_> {}
+
+/// Take pieces until none are left: fault each one in (one madvise, much
+/// cheaper than a page fault per page inside pread), read it, add its
+/// checksum to its segment's.
+fn read_some(w: &Work) {
+    loop {
+        let k = w.next.fetch_add(1, Ordering::Relaxed);
+        if k >= w.pieces.len() || w.failed.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let p = w.pieces[k];
+        let len = p.len as usize;
+        // SAFETY: populating a segment mapped read-write in `prepare`; it
+        // changes no contents. Failure (kernel < 5.14) only costs speed.
+        let _ = unsafe { sys::madvise(p.addr, len, sys::MADV_POPULATE_WRITE) };
+        if let Err(e) = image::read_exact_raw(w.fd, p.addr, len, p.off) {
+            if w.failed.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                // SAFETY: only the reader that won the exchange writes it.
+                unsafe { *w.err.get() = e };
+            }
+            return;
+        }
+        // SAFETY: the piece lies inside its segment, mapped read-write and
+        // just filled by pread.
+        let data = unsafe { core::slice::from_raw_parts(p.addr as *const u8, len) };
+        let mut sum = SegSum::default();
+        sum.add_pages(p.page, data);
+        w.sums[p.seg as usize].fetch_add(sum.0, Ordering::Relaxed);
+        w.bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+/// The helper thread's body: read, then exit (the kernel then clears
+/// `helper_tid` and wakes the waiter).
+unsafe extern "C" fn helper_main(arg: usize) -> ! {
+    // SAFETY: `arg` is the `Work` that `read_pieces` keeps alive until the
+    // kernel has cleared helper_tid, i.e. until this thread is gone.
+    let w = unsafe { &*(arg as *const Work) };
+    read_some(w);
+    sys::exit_task(0)
+}
+
+/// Below this, a second thread is not worth starting.
+const PARALLEL_MIN: u64 = 16 << 20;
+
+/// Read every queued piece, with a helper thread when there is enough to
+/// read, then check each segment's checksum. Returns the bytes read.
+fn read_pieces(img: &Image, fd: Fd, pieces: &[Piece], sums: &mut [AtomicU64; MAX_SEGS], stack: &mut [u8]) -> Result<u64, ImageError> {
+    for s in sums.iter_mut() {
+        *s.get_mut() = 0;
+    }
+    let total: u64 = pieces.iter().map(|p| p.len as u64).sum();
+    let w = Work {
+        pieces,
+        fd,
+        next: AtomicUsize::new(0),
+        sums,
+        bytes: AtomicU64::new(0),
+        failed: AtomicU32::new(0),
+        err: core::cell::UnsafeCell::new(ImageError::NotRckpt),
+        helper_tid: AtomicU32::new(1),
+    };
+    let mut helper = false;
+    if total >= PARALLEL_MIN && stack.len() >= 4096 {
+        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+        // SAFETY: `stack` is ours and unused while the helper runs; the
+        // helper gets `w`, which outlives it (we wait for helper_tid below),
+        // and CLONE_HELPER includes CLONE_VM.
+        let r = unsafe { arch::spawn_helper(sys::CLONE_HELPER, top, helper_main, &w as *const Work as usize, w.helper_tid.as_ptr()) };
+        helper = r > 0; // if it failed, this thread reads everything
+    }
+    read_some(&w);
+    if helper {
+        sys::wait_cleared(&w.helper_tid);
+    }
+    if w.failed.load(Ordering::Acquire) != 0 {
+        // SAFETY: both readers are done; the winner wrote it.
+        return Err(unsafe { *w.err.get() });
+    }
+    let mut seen = [0u64; MAX_SEGS / 64];
+    for p in pieces {
+        let i = p.seg as usize;
+        if seen[i / 64] & (1 << (i % 64)) == 0 {
+            seen[i / 64] |= 1 << (i % 64);
+            let d = img.seg(i);
+            if w.sums[i].load(Ordering::Acquire) != d.checksum {
+                return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
+            }
+        }
+    }
+    Ok(w.bytes.load(Ordering::Relaxed))
+}
+
+fn read_segment_into_place(img: &Image, fd: Fd, i: usize, verify: bool) -> Result<u64, ImageError> {
     let d = img.seg(i);
     let mut sum = SegSum::default();
+    let mut bytes = 0;
     image::for_each_extent(fd, d.file_off, d.len, |s, e| {
-        let addr = d.vaddr as usize + (s - d.file_off) as usize;
-        let len = (e - s) as usize;
-        image::read_exact_raw(fd, addr, len, s)?;
-        if verify {
-            // SAFETY: `addr..addr+len` is inside the segment just mapped
-            // read-write and filled by pread.
-            let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-            sum.add_pages((s - d.file_off) / PAGE_SIZE, data);
+        // Chunk by chunk, so that each chunk is still in the cache when it
+        // is checksummed; each chunk is faulted in with one madvise first
+        // (much cheaper than a page fault per page inside pread).
+        let mut at = s;
+        while at < e {
+            let off = at - d.file_off;
+            let addr = d.vaddr as usize + off as usize;
+            let len = (e - at).min(READ_CHUNK) as usize;
+            // SAFETY: populating the segment just mapped read-write; it
+            // changes no contents. Failure (kernel < 5.14) only costs speed.
+            let _ = unsafe { sys::madvise(addr, len, sys::MADV_POPULATE_WRITE) };
+            image::read_exact_raw(fd, addr, len, at)?;
+            if verify {
+                // SAFETY: `addr..addr+len` is inside the segment just mapped
+                // read-write and filled by pread.
+                let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+                sum.add_pages(off / PAGE_SIZE, data);
+            }
+            bytes += len as u64;
+            at += len as u64;
         }
         Ok(())
     })?;
     if verify && sum.0 != d.checksum {
         return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Whether `[s, e)` lies inside some image segment (segments are sorted).
@@ -671,7 +857,11 @@ impl<'a> Plan<'a> {
                 .u(self.img.nseg() as u64)
                 .t(" segments, generation ")
                 .u(h.generation as u64 + 1)
-                .t(", commit took ")
+                .t(", read and verified ")
+                .u(self.read_bytes >> 10)
+                .t(" KiB in ")
+                .u(self.prepare_ns / 1_000_000)
+                .t(" ms, commit took ")
                 .u((sys::monotonic_ns() - t0) / 1000)
                 .t(" us")
                 .emit();

@@ -90,6 +90,17 @@ impl Clone for CPath {
 /// address space).
 pub const O_LARGEFILE: u32 = 0o100000;
 
+/// `madvise(2)` advice: fault the range in, writable, now (Linux 5.14).
+pub const MADV_POPULATE_WRITE: u32 = 23;
+
+/// # Safety
+/// Advice that discards or changes contents (`MADV_DONTNEED`, ...) needs
+/// the caller to own the range; `MADV_POPULATE_WRITE` changes nothing.
+pub unsafe fn madvise(addr: usize, len: usize, advice: u32) -> Result<()> {
+    // SAFETY: forwarded contract.
+    unsafe { syscall3(Sysno::madvise, addr, len, advice as usize) }.map(drop)
+}
+
 /// `openat(AT_FDCWD, ...)`, always with `O_LARGEFILE`.
 pub fn open(path: &mut CPath, flags: u32, mode: u32) -> Result<Fd> {
     let p = path.c_ptr()?;
@@ -530,6 +541,33 @@ pub fn wait_clone(pid: i32) -> Result<i32> {
         }
     }
 }
+
+/// End the calling task only (`exit`, not `exit_group`).
+pub fn exit_task(code: i32) -> ! {
+    // SAFETY: exit never returns and touches no user memory.
+    let _ = unsafe { syscall1(Sysno::exit, code as usize) };
+    loop {}
+}
+
+/// Wait until the kernel clears `*word` (a `CLONE_CHILD_CLEARTID` word: the
+/// helper task that owns it has exited).
+pub fn wait_cleared(word: &core::sync::atomic::AtomicU32) {
+    const FUTEX_WAIT: usize = 0; // shared: the kernel's exit-time wake is not private
+    loop {
+        let v = word.load(core::sync::atomic::Ordering::Acquire);
+        if v == 0 {
+            return;
+        }
+        // SAFETY: waits on a word of ours while it still holds `v`; EAGAIN
+        // and EINTR just mean look again.
+        let _ = unsafe { syscall4(Sysno::futex, word.as_ptr() as usize, FUTEX_WAIT, v as usize, 0) };
+    }
+}
+
+/// `clone` flags of a thread that shares everything (no TLS of its own),
+/// with its id word cleared at exit.
+pub const CLONE_HELPER: usize = 0x100 /* VM */ | 0x200 /* FS */ | 0x400 /* FILES */ | 0x800 /* SIGHAND */
+    | 0x10000 /* THREAD */ | 0x40000 /* SYSVSEM */ | 0x200000 /* CHILD_CLEARTID */;
 
 /// One entry of the restore tail's operation list (`rckpt_arch::OP_WORDS`
 /// words): a system call number and its six arguments. The tail runs them

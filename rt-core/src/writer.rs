@@ -41,7 +41,9 @@ pub struct Stats {
     pub segments: u32,
     pub stored: u64,
     pub file_size: u64,
+    /// Total time, and the part of it spent in fsync (file and directory).
     pub ns: u64,
+    pub sync_ns: u64,
 }
 
 /// What failed, for the one-line message: `what`, then the system's reason
@@ -202,10 +204,12 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let r = write_image(req, fd.0, segs, text, vdso, &mut s.hdr, &mut s.small, &mut s.dents, &mut s.scan, &mut s.bounce, old_xfsz);
     // SAFETY: restoring the disposition read above.
     let _ = unsafe { sys::sigaction(25, Some(&old_xfsz), None) };
+    let t_sync = sys::monotonic_ns();
     let r = r.and_then(|st| {
         sys::fsync(fd.0).map_err(fail("syncing the checkpoint"))?;
         Ok(st)
     });
+    let mut sync_ns = sys::monotonic_ns() - t_sync;
     drop(fd);
     let mut st = match r {
         Ok(st) => st,
@@ -219,8 +223,12 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
         let _ = sys::unlink(&mut tmp);
         return Err(Failure { what: "renaming the checkpoint into place", errno: Some(e) });
     }
+    let t_dir = sys::monotonic_ns();
     sync_dir(req.path);
-    st.ns = sys::monotonic_ns() - t0;
+    let t_end = sys::monotonic_ns();
+    sync_ns += t_end - t_dir;
+    st.ns = t_end - t0;
+    st.sync_ns = sync_ns;
     Ok(st)
 }
 
@@ -488,7 +496,7 @@ fn write_image(
         return Err(Failure::plain("building the header (too large)"));
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
-    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0 })
+    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
 }
 
 /// Write `[a, b)` of segment `sg` at its place in the file; hash what was
