@@ -3,9 +3,18 @@
 # checkpoint the program while it runs, inspect the image, and restart it.
 #
 # Needs only a Rust toolchain (rustup stable) and gcc. Run from anywhere:
-#   ./demo.sh
+#   ./demo.sh          # a 64-bit program
+#   ./demo.sh -m32     # the same with a 32-bit program (needs gcc-multilib and
+#                      # `rustup target add i686-unknown-linux-gnu`)
 # Exits 0 if the restarted program carried on and finished correctly.
 set -euo pipefail
+
+m32=()
+case ${1:-} in
+    "") ;;
+    -m32) m32=(-m32) ;;
+    *) echo "usage: $0 [-m32]" >&2; exit 2 ;;
+esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
@@ -33,15 +42,20 @@ trap 'exit 130' INT TERM
 
 say "Building rckpt (cargo build --release)"
 (cd "$repo" && cargo build --release)
+if ((${#m32[@]})); then
+    say "Building the 32-bit runtime (cargo build --release --target i686-unknown-linux-gnu ...)"
+    (cd "$repo" && cargo build --release --target i686-unknown-linux-gnu -p rckpt-crt -p rckpt-loader)
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rckpt-demo.XXXXXX")
 cd "$work"
 cp "$repo/examples/counter.c" .
 
 say "Relinking examples/counter.c with the rckpt runtime, in $work"
-echo "\$ rckpt compile cc -O2 -o counter counter.c"
-"$rckpt" compile cc -O2 -o counter counter.c
+echo "\$ rckpt compile cc ${m32[*]:+${m32[*]} }-O2 -o counter counter.c"
+"$rckpt" compile cc "${m32[@]}" -O2 -o counter counter.c
 ls -l counter
+file counter 2>/dev/null || true
 
 say "Running ./counter $steps (it prints one step every 0.2 s)"
 echo "\$ ./counter $steps -_condor_D_FULLDEBUG &"
