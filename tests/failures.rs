@@ -281,6 +281,63 @@ fn corrupt_large_image() {
     assert_refused(&t, &prog, &img, &format!("corrupt image: segment {i} (0x{:x}) fails its checksum", d.vaddr));
 }
 
+/// 32- and 64-bit images where they cannot be restored: a 64-bit image by
+/// the i386 loader and by a 32-bit program, a 32-bit image by a 64-bit
+/// program and by a 64-bit loader installed without its i386 companion.
+/// (`rckpt-loader` next to the i386 one takes both: the round trips.)
+#[test]
+fn cross_class_images() {
+    if !Arch::I386.available() {
+        return;
+    }
+    let t64 = T::new("cross64", Arch::X86_64);
+    let (prog64, img64) = good_image(&t64);
+    let t32 = T::new("cross32", Arch::I386);
+    let (prog32, img32) = good_image(&t32);
+    let refuse = |t: &T, label: &str, argv: Vec<String>, msg: String| {
+        let mut r = t.spawn(label, &argv);
+        r.expect_exit(1);
+        assert_eq!(r.stdout(), "", "a refused image ran:\n{}", r.describe());
+        assert_text(&r.stderr(), &format!("{msg}\n"), label);
+    };
+    let i386_loader = s(&Arch::I386.loader());
+    refuse(
+        &t64,
+        "i386-loader",
+        vec![i386_loader, s(&img64)],
+        format!("rckpt-loader: {}: image is for x86_64 (64-bit); this loader restores i386 images", img64.display()),
+    );
+    refuse(
+        &t64,
+        "prog32",
+        t64.restart_argv(&prog32, &img64, Via::Program, false),
+        format!("rckpt-loader: {}: image is for x86_64 (64-bit); this loader restores i386 images", img64.display()),
+    );
+    refuse(
+        &t32,
+        "prog64",
+        t32.restart_argv(&prog64, &img32, Via::Program, false),
+        format!(
+            "rckpt-loader: {}: image is for a 32-bit program; this program is x86_64: \
+             restart it with its own program or with rckpt-loader IMAGE",
+            img32.display()
+        ),
+    );
+    let lonely = t32.p("bin/rckpt-loader");
+    std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
+    std::fs::copy(Arch::X86_64.loader(), &lonely).unwrap();
+    refuse(
+        &t32,
+        "lonely",
+        vec![s(&lonely), s(&img32)],
+        format!(
+            "rckpt-loader: {}: a 32-bit image needs the i386 loader, which is not installed next to this one \
+             (build it with: cargo build --release --target i686-unknown-linux-gnu -p rckpt-loader)",
+            img32.display()
+        ),
+    );
+}
+
 /// One flipped byte in the notes, or in the ELF header, without resealing.
 fn corrupt_notes(arch: Arch) {
     let t = T::new("badnote", arch);

@@ -232,6 +232,7 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
         n += 1;
     };
     add(b"rckpt-loader\0".as_ptr());
+    add(b"--from-program\0".as_ptr());
     add(b"--ckpt\0".as_ptr());
     add(ckpt.as_ptr());
     if f.relocatable {
@@ -254,7 +255,7 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     }
     add(b"--\0".as_ptr());
     add(image.as_bytes().as_ptr());
-    // SAFETY: argv is NULL-terminated (24 slots, at most 20 used); envp is the
+    // SAFETY: argv is NULL-terminated (24 slots, at most 21 used); envp is the
     // process environment.
     let e = unsafe { sys::fexecve(fd, argv.as_ptr(), envp as *const *const u8) };
     fail("execveat", e)

@@ -68,6 +68,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
 
     let mut opts = Options { image: b"", ckpt: None, relocatable: false, debug: false, aggravate_bugs: false, warn: [MODE_ON; 5] };
     let mut check = false;
+    let mut from_program = false;
     let mut image = None;
     let mut i = 1;
     while i < argc {
@@ -83,6 +84,8 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             b"--relocatable" | b"-_condor_relocatable" => opts.relocatable = true,
             b"--ckpt" => opts.ckpt = Some(next()),
             b"--check" => check = true,
+            // Internal: set by a relinked program's `-_condor_restart`.
+            b"--from-program" => from_program = true,
             b"--debug" => opts.debug = true,
             b"--aggravate-bugs" => opts.aggravate_bugs = true,
             b"--warning" => {
@@ -132,7 +135,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
     let envp = unsafe { sp.add(argc + 2) } as *const *const u8;
     // SAFETY: argv as the kernel laid it out.
     let argv = unsafe { sp.add(1) } as *const *const u8;
-    hand_to_companion(image, argv, envp);
+    hand_to_companion(image, argv, envp, from_program);
 
     // Only the addresses of the linker-defined symbols are taken.
     let loader = { (addr_of!(__loader_start) as usize, addr_of!(__loader_end) as usize) };
@@ -168,7 +171,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
 
 /// An image of the other class this machine runs (a 32-bit image on
 /// x86_64) goes to the loader built for it, found next to this one.
-fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u8) {
+fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u8, from_program: bool) {
     if rckpt_arch::COMPANION_LOADERS.is_empty() {
         return;
     }
@@ -184,6 +187,18 @@ fn hand_to_companion(image: &[u8], argv: *const *const u8, envp: *const *const u
     let is_companion = n >= 20 && head[..4] == *b"\x7fELF" && u16::from_le_bytes([head[18], head[19]]) == rckpt_arch::COMPANION_MACHINE;
     if !is_companion {
         return;
+    }
+    if from_program {
+        // This loader is the copy a relinked program carries: there is no
+        // installed companion next to it to hand over to.
+        Line::new()
+            .t("rckpt-loader: ")
+            .s(image)
+            .t(": image is for a 32-bit program; this program is ")
+            .t(rckpt_arch::NAME)
+            .t(": restart it with its own program or with rckpt-loader IMAGE")
+            .emit();
+        sys::exit_group(1);
     }
     let mut exe = sys::CPath::new();
     let Ok(mut me) = sys::CPath::from_bytes(b"/proc/self/exe") else {
