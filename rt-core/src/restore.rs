@@ -580,6 +580,15 @@ fn read_pieces(img: &Image, fd: Fd, pieces: &[Piece], sums: &mut [AtomicU64; MAX
     read_some(&w);
     if helper {
         sys::wait_cleared(&w.helper_tid);
+        // The kernel clears the id word on the way out; let the thread be
+        // gone entirely, so the restored program starts single-threaded
+        // (a checkpoint right after restart counts its threads).
+        for _ in 0..10_000 {
+            if crate::writer::check_single_threaded().is_ok() {
+                break;
+            }
+            sys::yield_cpu();
+        }
     }
     if w.failed.load(Ordering::Acquire) != 0 {
         // SAFETY: both readers are done; the winner wrote it.

@@ -6,7 +6,7 @@
 //! leaks upward. Paths are [`CPath`]s, NUL-terminated by construction.
 
 pub use syscalls::Errno;
-use syscalls::{syscall1, syscall2, syscall3, syscall4, syscall5, syscall6, Sysno};
+use syscalls::{syscall0, syscall1, syscall2, syscall3, syscall4, syscall5, syscall6, Sysno};
 
 pub type Result<T> = core::result::Result<T, Errno>;
 pub type Fd = i32;
@@ -513,7 +513,13 @@ pub fn exit_group(code: i32) -> ! {
     }
 }
 
-/// `sched_yield`, used while waiting for a debugger.
+/// `sched_yield`.
+pub fn yield_cpu() {
+    // SAFETY: no arguments.
+    let _ = unsafe { syscall0(Sysno::sched_yield) };
+}
+
+/// Sleep 50 ms, used while waiting for a debugger.
 pub fn pause_briefly() {
     let ts = [0usize, 50_000_000];
     // SAFETY: see the module note.
