@@ -8,6 +8,8 @@
 //! NT_PRSTATUS order), `arch/x86/kernel/signal_32.c` (rt_sigreturn reads the
 //! frame at `sp - 4`; the frame is pretcode, sig, pinfo, puc, siginfo, uc).
 
+use crate::x86_common::FP_XSTATE_MAGIC1;
+pub use crate::x86_common::*;
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "i386";
@@ -19,8 +21,6 @@ pub const ELF_CLASS: u8 = 1;
 pub const PRPSINFO_UID_BYTES: usize = 2;
 /// Words in `elf_gregset_t`.
 pub const NGREG: usize = 17;
-pub const RSEQ_SIG: u32 = 0x5305_3053;
-pub const RSEQ_LEN: u32 = 32;
 /// Fixed address the loader is linked at (see `linker/loader-i386.ld`):
 /// between non-PIE programs (0x08048000 and their heap) and PIE ones
 /// (0x56..), below the mmap area (0xf7..) and the stack.
@@ -62,14 +62,11 @@ const SC_FLAGS: usize = 64;
 const SC_SS: usize = 72;
 const SC_FPSTATE: usize = 76;
 
-const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 /// `struct _fpstate_32` starts with the 112-byte fnsave image (its last
 /// word holds `status` and `magic`); the fxsave/xsave image follows.
 const FNSAVE_SIZE: usize = 112;
 /// `NT_PRFPREG` on i386 is `user_i387_struct`, the 108-byte fnsave image.
 pub const PRFPREG_SIZE: usize = 108;
-pub const FX_SW_OFFSET: usize = 464;
-pub const FXSAVE_SIZE: usize = 512;
 
 const SYS_MUNMAP: usize = 91;
 const SYS_RT_SIGRETURN: usize = 173;
@@ -160,76 +157,10 @@ pub unsafe fn sigmask_from_ucontext(uc: *const u8) -> u64 {
     unsafe { rd(uc, UC_SIGMASK) }
 }
 
-fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
-    let r = core::arch::x86::__cpuid_count(leaf, sub);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
-
-/// See the x86_64 version: the XCR0 word gdb reads lists only components at
-/// Intel's standard offsets, and the copy is cut after them.
-pub fn xsave_for_core(area: &mut [u8], xcr0: u64) -> usize {
-    const STANDARD: [(u32, u32); 7] = [(2, 576), (3, 960), (4, 1024), (5, 1088), (6, 1152), (7, 1664), (9, 2688)];
-    let mut shown = xcr0 & 0b11;
-    let mut len = FXSAVE_SIZE + 64;
-    for (bit, off) in STANDARD {
-        let [size, offset, ..] = cpuid(0xd, bit);
-        if xcr0 & (1 << bit) != 0 && offset == off {
-            shown |= 1 << bit;
-            len = len.max((offset + size) as usize);
-        }
-    }
-    let len = len.min(area.len());
-    if area.len() >= FX_SW_OFFSET + 8 {
-        area[FX_SW_OFFSET..FX_SW_OFFSET + 8].copy_from_slice(&shown.to_le_bytes());
-    }
-    len
-}
-
 /// The stack pointer `rt_sigreturn` must see for the frame whose ucontext
 /// is at `uc_addr`: the kernel reads the frame at `sp - 4`.
 pub fn sigreturn_sp(uc_addr: usize) -> usize {
     uc_addr - FRAME_UC + 4
-}
-
-pub fn xcr0() -> u64 {
-    const OSXSAVE: u32 = 1 << 27;
-    if cpuid(1, 0)[2] & OSXSAVE == 0 {
-        return 0b11;
-    }
-    let (lo, hi): (u32, u32);
-    // SAFETY: xgetbv with ecx=0 is valid once CPUID says OSXSAVE.
-    unsafe {
-        asm!(
-            "xgetbv",             // edx:eax = XCR[ecx]
-            in("ecx") 0u32,
-            out("eax") lo,
-            out("edx") hi,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
-    ((hi as u64) << 32) | lo as u64
-}
-
-pub fn xsave_size() -> u32 {
-    if xcr0() == 0b11 {
-        return FXSAVE_SIZE as u32;
-    }
-    cpuid(0xd, 0)[1]
-}
-
-pub fn xfeature_name(bit: u32) -> &'static str {
-    match bit {
-        0 => "x87",
-        1 => "SSE",
-        2 => "AVX",
-        5 => "AVX-512-opmask",
-        6 => "AVX-512-ZMM_Hi256",
-        7 => "AVX-512-Hi16_ZMM",
-        9 => "PKRU",
-        17 => "AMX-TILECFG",
-        18 => "AMX-TILEDATA",
-        _ => "unknown",
-    }
 }
 
 /// The TLS descriptor %gs selects, as `struct user_desc`:

@@ -6,6 +6,8 @@
 //! register order), `arch/x86/kernel/signal_64.c` (rt_sigreturn finds its
 //! frame at `sp - 8`, so the caller points `sp` at the ucontext).
 
+use crate::x86_common::FP_XSTATE_MAGIC1;
+pub use crate::x86_common::*;
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "x86_64";
@@ -17,10 +19,6 @@ pub const ELF_CLASS: u8 = 2;
 pub const PRPSINFO_UID_BYTES: usize = 4;
 /// Words in `elf_gregset_t` (`sizeof(struct user_regs_struct) / 8`).
 pub const NGREG: usize = 27;
-/// The signature glibc registers rseq with (`RSEQ_SIG` for x86).
-pub const RSEQ_SIG: u32 = 0x5305_3053;
-/// The length glibc 2.35+ registers its rseq area with.
-pub const RSEQ_LEN: u32 = 32;
 /// Fixed address the loader is linked at (see `linker/loader-x86_64.ld`): far
 /// below both the PIE base (0x55..) and the mmap base (0x7f..), far above
 /// non-PIE programs and their heaps.
@@ -63,13 +61,6 @@ const SC_FLAGS: usize = 136;
 const SC_CS: usize = 144;
 const SC_SS: usize = 150;
 const SC_FPSTATE: usize = 184;
-
-/// `FP_XSTATE_MAGIC1`: the fxsave area's software bytes describe an xsave area.
-const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
-/// Offset of the software-reserved bytes inside the 512-byte fxsave area.
-pub const FX_SW_OFFSET: usize = 464;
-/// Size of the legacy fxsave area (`NT_PRFPREG`).
-pub const FXSAVE_SIZE: usize = 512;
 
 const SYS_MUNMAP: usize = 11;
 const SYS_RT_SIGRETURN: usize = 15;
@@ -175,92 +166,10 @@ pub unsafe fn sigmask_from_ucontext(uc: *const u8) -> u64 {
     unsafe { rd(uc, UC_SIGMASK) }
 }
 
-/// Rewrite the software bytes of a copied xsave area the way core files and
-/// ptrace present them: the first word of `sw_reserved` is XCR0 (gdb reads it
-/// at offset 464 to learn which components are present, and assumes Intel's
-/// standard offsets for them).
-///
-/// Components this CPU stores at another offset (AMD Zen keeps PKRU at 2432,
-/// not 2688) are left out of that word, so that gdb 13, which only knows
-/// Intel's layout, still reads the x87/SSE/AVX state instead of rejecting the
-/// whole note; the area is cut after the last component shown. Returns the
-/// length to keep. The restore path never reads this copy.
-pub fn xsave_for_core(area: &mut [u8], xcr0: u64) -> usize {
-    const STANDARD: [(u32, u32); 7] = [(2, 576), (3, 960), (4, 1024), (5, 1088), (6, 1152), (7, 1664), (9, 2688)];
-    let mut shown = xcr0 & 0b11;
-    let mut len = FXSAVE_SIZE + 64; // legacy area + xsave header
-    for (bit, off) in STANDARD {
-        let [size, offset, ..] = cpuid(0xd, bit);
-        if xcr0 & (1 << bit) != 0 && offset == off {
-            shown |= 1 << bit;
-            len = len.max((offset + size) as usize);
-        }
-    }
-    let len = len.min(area.len());
-    if area.len() >= FX_SW_OFFSET + 8 {
-        area[FX_SW_OFFSET..FX_SW_OFFSET + 8].copy_from_slice(&shown.to_le_bytes());
-    }
-    len
-}
-
 /// The stack pointer `rt_sigreturn` must see to restore the frame whose
 /// ucontext is at `uc_addr` (the kernel reads the frame at `sp - 8`).
 pub fn sigreturn_sp(uc_addr: usize) -> usize {
     uc_addr
-}
-
-fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
-    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
-
-/// XCR0, the state components the OS enabled (x87|SSE when there is no xsave).
-pub fn xcr0() -> u64 {
-    const OSXSAVE: u32 = 1 << 27;
-    if cpuid(1, 0)[2] & OSXSAVE == 0 {
-        return 0b11;
-    }
-    let (lo, hi): (u32, u32);
-    // SAFETY: xgetbv with ecx=0 is valid once CPUID says OSXSAVE.
-    unsafe {
-        asm!(
-            "xgetbv",             // edx:eax = XCR[ecx]
-            in("ecx") 0u32,
-            out("eax") lo,
-            out("edx") hi,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
-    ((hi as u64) << 32) | lo as u64
-}
-
-/// Bytes of the standard-format xsave area for the components in XCR0
-/// (CPUID leaf 0xD, sub-leaf 0, EBX). Never a constant: it grows with CPUs.
-pub fn xsave_size() -> u32 {
-    if xcr0() == 0b11 {
-        return FXSAVE_SIZE as u32;
-    }
-    cpuid(0xd, 0)[1]
-}
-
-/// Human names of the xsave components, by bit, for error messages.
-pub fn xfeature_name(bit: u32) -> &'static str {
-    match bit {
-        0 => "x87",
-        1 => "SSE",
-        2 => "AVX",
-        3 => "MPX-BNDREGS",
-        4 => "MPX-BNDCSR",
-        5 => "AVX-512-opmask",
-        6 => "AVX-512-ZMM_Hi256",
-        7 => "AVX-512-Hi16_ZMM",
-        9 => "PKRU",
-        11 => "CET-U",
-        17 => "AMX-TILECFG",
-        18 => "AMX-TILEDATA",
-        19 => "APX",
-        _ => "unknown",
-    }
 }
 
 unsafe fn arch_prctl(code: usize, arg: usize) -> isize {
