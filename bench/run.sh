@@ -132,24 +132,24 @@ declare -A R   # R[key]="v1 v2 v3": raw values per measurement
 
 # ---------------------------------------------------------------- machine limits
 note ""
+# dd_runs KEY [DD-ARGS...]: time `dd if=/dev/zero of=FILE bs=1M count=1024
+# DD-ARGS` in the benchmark directory, $runs times, into R[KEY].
+dd_runs() {
+    local key=$1 out s ms i
+    shift
+    for i in $(seq "$runs"); do
+        out=$(dd if=/dev/zero of="$work/dd.tmp" bs=1M count=1024 "$@" 2>&1) || { fail_run "dd: $out"; continue; }
+        rm -f "$work/dd.tmp"
+        s=$(printf '%s\n' "$out" | sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p')
+        ms=$(awk -v s="$s" 'BEGIN { printf "%.1f", s * 1000 }')
+        R[$key]+="$ms "
+        note "  run $i: $ms ms, $(mbps 1073741824 "$ms") MB/s"
+    done
+}
 note "-- machine: dd if=/dev/zero of=FILE bs=1M count=1024 conv=fsync"
-for i in $(seq "$runs"); do
-    out=$(dd if=/dev/zero of="$work/dd.tmp" bs=1M count=1024 conv=fsync 2>&1) || { fail_run "dd: $out"; continue; }
-    rm -f "$work/dd.tmp"
-    s=$(printf '%s\n' "$out" | sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p')
-    ms=$(awk -v s="$s" 'BEGIN { printf "%.1f", s * 1000 }')
-    R[dd_ms]+="$ms "
-    note "  run $i: $ms ms, $(mbps 1073741824 "$ms") MB/s"
-done
+dd_runs dd_ms conv=fsync
 note "-- machine: dd if=/dev/zero of=FILE bs=1M count=1024 (page cache, no fsync)"
-for i in $(seq "$runs"); do
-    out=$(dd if=/dev/zero of="$work/dd.tmp" bs=1M count=1024 2>&1) || { fail_run "dd: $out"; continue; }
-    rm -f "$work/dd.tmp"
-    s=$(printf '%s\n' "$out" | sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p')
-    ms=$(awk -v s="$s" 'BEGIN { printf "%.1f", s * 1000 }')
-    R[ddnf_ms]+="$ms "
-    note "  run $i: $ms ms, $(mbps 1073741824 "$ms") MB/s"
-done
+dd_runs ddnf_ms
 note "-- machine: memcpy of 1 GiB (bench/memcpy.c, best of 3 copies per run)"
 for i in $(seq "$runs"); do
     out=$("$work/memcpy") || { fail_run "memcpy: $out"; continue; }

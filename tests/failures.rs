@@ -229,15 +229,7 @@ fn corrupt_segment(arch: Arch) {
     let mut b = std::fs::read(&img).unwrap();
     let segs = image::segments(&b);
     // The first segment holding data; flip its first non-zero byte.
-    let (i, at) = segs
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.stored > 0)
-        .find_map(|(i, d)| {
-            let range = d.file_off as usize..(d.file_off + d.len) as usize;
-            b[range.clone()].iter().position(|&x| x != 0).map(|k| (i, range.start + k))
-        })
-        .expect("no segment with data");
+    let (i, at) = image::first_data_byte(&b);
     b[at] ^= 0x5a;
     let bad = write_bad(&t, "badseg.ckpt", &b);
     assert_refused(&t, &prog, &bad, &format!("corrupt image: segment {i} (0x{:x}) fails its checksum", segs[i].vaddr));

@@ -71,15 +71,7 @@ fn info_rejects_corrupt(arch: Arch) {
     let (_, img, _, _) = counter_image(&t);
     let mut b = std::fs::read(&img).unwrap();
     let segs = image::segments(&b);
-    let (i, at) = segs
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.stored > 0)
-        .find_map(|(i, d)| {
-            let r = d.file_off as usize..(d.file_off + d.len) as usize;
-            b[r.clone()].iter().position(|&x| x != 0).map(|k| (i, r.start + k))
-        })
-        .unwrap();
+    let (i, at) = image::first_data_byte(&b);
     b[at] ^= 0x5a;
     let bad = t.p("bad.ckpt");
     std::fs::write(&bad, &b).unwrap();

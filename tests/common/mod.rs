@@ -818,4 +818,18 @@ pub mod image {
         let sz = core::mem::size_of::<SegDesc>();
         (0..n.len / sz).map(|i| pod_read(b, n.desc + i * sz).unwrap()).collect()
     }
+
+    /// The first segment that stores data, and the file offset of its first
+    /// non-zero byte.
+    pub fn first_data_byte(b: &[u8]) -> (usize, usize) {
+        segments(b)
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.stored > 0)
+            .find_map(|(i, d)| {
+                let range = d.file_off as usize..(d.file_off + d.len) as usize;
+                b[range.clone()].iter().position(|&x| x != 0).map(|k| (i, range.start + k))
+            })
+            .expect("no segment with data")
+    }
 }
