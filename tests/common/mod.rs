@@ -456,13 +456,43 @@ pub fn restart_argv_for(arch: Arch, prog: &Path, image: &Path, via: Via, relocat
 
 /// Prefix a command line so it runs as the unprivileged user 65534 (when
 /// root; an unprivileged test runner already is one).
-pub fn as_nobody(argv: Vec<String>) -> Vec<String> {
+pub fn as_nobody(mut argv: Vec<String>) -> Vec<String> {
     if !is_root() {
         return argv;
     }
+    argv[0] = reachable_by_nobody(&argv[0]);
     let mut v: Vec<String> = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"].iter().map(|x| x.to_string()).collect();
     v.extend(argv);
     v
+}
+
+/// A program under the source tree (a loader in target/) may sit below a
+/// directory the unprivileged user cannot enter (a checkout in /root):
+/// such programs run from a world-readable copy in the temporary directory,
+/// refreshed once per test process (the build may have changed them).
+fn reachable_by_nobody(prog: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static COPIES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let path = Path::new(prog);
+    let Ok(rel) = path.strip_prefix(&product().root) else { return prog.to_string() };
+    let mut copies = COPIES.lock().unwrap();
+    let copies = copies.get_or_insert_with(HashMap::new);
+    if let Some(c) = copies.get(prog) {
+        return c.clone();
+    }
+    let dir = std::env::temp_dir().join("rckpt-nobody-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(rel.to_string_lossy().replace('/', "_"));
+    // Copy under a temporary name and rename: another test process may be
+    // running the previous copy.
+    let tmp = dir.join(format!(".{}.{}", copy.file_name().unwrap().to_string_lossy(), std::process::id()));
+    std::fs::copy(path, &tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &copy).unwrap();
+    copies.insert(prog.to_string(), s(&copy));
+    s(&copy)
 }
 
 /// Prefix a command line with `setarch ARCH -R` (no address randomization).
