@@ -89,10 +89,8 @@ fn warn(kind: usize, msg: &mut Line) {
 /// Resolve `name` against the working directory into the patch block.
 fn set_ckpt_path(name: &[u8]) {
     let mut p = CPath::new();
-    if name.first() != Some(&b'/') {
-        if sys::getcwd(&mut p).is_err() || p.push(b"/").is_err() {
-            die(Line::new().t("rckpt: cannot read the working directory"), 2);
-        }
+    if name.first() != Some(&b'/') && (sys::getcwd(&mut p).is_err() || p.push(b"/").is_err()) {
+        die(Line::new().t("rckpt: cannot read the working directory"), 2);
     }
     if p.push(name).is_err() {
         die(Line::new().t("rckpt: checkpoint file name too long"), 2);
@@ -231,29 +229,29 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
         argv[n] = p;
         n += 1;
     };
-    add(b"rckpt-loader\0".as_ptr());
-    add(b"--from-program\0".as_ptr());
-    add(b"--ckpt\0".as_ptr());
+    add(c"rckpt-loader".as_ptr().cast());
+    add(c"--from-program".as_ptr().cast());
+    add(c"--ckpt".as_ptr().cast());
     add(ckpt.as_ptr());
     if f.relocatable {
-        add(b"--relocatable\0".as_ptr());
+        add(c"--relocatable".as_ptr().cast());
     }
     if f.debug > 0 {
-        add(b"--debug\0".as_ptr());
+        add(c"--debug".as_ptr().cast());
     }
     if f.aggravate_bugs {
-        add(b"--aggravate-bugs\0".as_ptr());
+        add(c"--aggravate-bugs".as_ptr().cast());
     }
     const KINDS: [&[u8]; 5] = [b"ALL\0", b"NOTICE\0", b"READWRITE\0", b"UNSUP\0", b"BADURL\0"];
     const MODES: [&[u8]; 3] = [b"OFF\0", b"ON\0", b"ONCE\0"];
     for (k, &m) in f.warn.iter().enumerate().skip(1) {
         if m != flags::MODE_ON {
-            add(b"--warning\0".as_ptr());
+            add(c"--warning".as_ptr().cast());
             add(KINDS[k].as_ptr());
             add(MODES[m as usize].as_ptr());
         }
     }
-    add(b"--\0".as_ptr());
+    add(c"--".as_ptr().cast());
     add(image.as_bytes().as_ptr());
     // SAFETY: argv is NULL-terminated (24 slots, at most 21 used); envp is the
     // process environment.

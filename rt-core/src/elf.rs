@@ -88,14 +88,14 @@ impl<'a> Cursor<'a> {
         }
     }
     pub fn align(&mut self, a: usize) {
-        while self.pos % a != 0 {
+        while !self.pos.is_multiple_of(a) {
             self.bytes(&[0]);
         }
     }
     /// Pad to a multiple of `a` counted from `base` (a note descriptor's
     /// start, which is only 4-aligned in the file).
     pub fn align_from(&mut self, base: usize, a: usize) {
-        while (self.pos - base) % a != 0 {
+        while !(self.pos - base).is_multiple_of(a) {
             self.bytes(&[0]);
         }
     }

@@ -184,9 +184,9 @@ impl<'a> Image<'a> {
                 || p.memsz != d.len
                 || p.filesz != filesz
                 || p.offset != d.file_off
-                || d.file_off % PAGE_SIZE != 0
-                || d.vaddr % PAGE_SIZE != 0
-                || d.len % PAGE_SIZE != 0
+                || !d.file_off.is_multiple_of(PAGE_SIZE)
+                || !d.vaddr.is_multiple_of(PAGE_SIZE)
+                || !d.len.is_multiple_of(PAGE_SIZE)
             {
                 return Err(ImageError::SegMismatch(i));
             }

@@ -552,7 +552,9 @@ pub fn wait_clone(pid: i32) -> Result<i32> {
 pub fn exit_task(code: i32) -> ! {
     // SAFETY: exit never returns and touches no user memory.
     let _ = unsafe { syscall1(Sysno::exit, code as usize) };
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Wait until the kernel clears `*word` (a `CLONE_CHILD_CLEARTID` word: the

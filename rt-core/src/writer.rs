@@ -314,7 +314,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         } else {
             seg_kind::ANON
         };
-        let prot = (m.read as u32) * sys::PROT_READ | (m.write as u32) * sys::PROT_WRITE | (m.exec as u32) * sys::PROT_EXEC;
+        let prot = ((m.read as u32) * sys::PROT_READ) | ((m.write as u32) * sys::PROT_WRITE) | ((m.exec as u32) * sys::PROT_EXEC);
         let Some(slot) = segs.get_mut(n) else {
             return Err(Failure::plain("too many mappings"));
         };
