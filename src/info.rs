@@ -254,6 +254,13 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
         "signal_handlers": handlers,
         "blocked": sigset(h.blocked),
         "pending": sigset(h.pending),
+        "timers": img
+            .timers()
+            .iter()
+            .zip(TIMER_NAMES)
+            .filter(|(t, _)| t.value_us != 0)
+            .map(|(t, name)| json!({ "timer": name, "left_us": t.value_us, "interval_us": t.interval_us }))
+            .collect::<Vec<_>>(),
         "integrity": match &integrity { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
     });
     if json_out {
@@ -329,5 +336,21 @@ fn print_text(v: &Value) {
     };
     println!("  blocked      {}", list("blocked"));
     println!("  pending      {}", list("pending"));
+    let timers: Vec<String> = v["timers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let secs = |k: &str| t[k].as_u64().unwrap_or(0) as f64 / 1e6;
+            let every = if t["interval_us"].as_u64().unwrap_or(0) != 0 {
+                format!(", then every {:.3} s", secs("interval_us"))
+            } else {
+                String::new()
+            };
+            format!("{} {:.3} s left{every}", t["timer"].as_str().unwrap_or(""), secs("left_us"))
+        })
+        .collect();
+    println!("  timers       {}", if timers.is_empty() { "none".to_string() } else { timers.join("; ") });
     println!("  integrity    {}", s("integrity"));
 }

@@ -112,6 +112,29 @@ fn loader_window(arch: Arch) {
     }
 }
 
+const TIMERS_AFTER: &str = "real timer armed OK\nvirtual timer armed OK\nSIGALRM delivered once\ndone\n";
+
+/// Interval timers (setitimer, alarm) keep the time they had left and fire
+/// after the restart.
+fn interval_timers(arch: Arch) {
+    let t = T::new("timers", arch);
+    let prog = t.compile("timers", &["timers.c"], &[]);
+    let mut c = t.spawn("control", &[s(&prog)]);
+    c.wait_ready();
+    c.signal(SIGWINCH);
+    c.expect_exit(0);
+    assert_text(&c.stdout(), &format!("ready\ngo\n{TIMERS_AFTER}"), "timer fixture without checkpoint");
+
+    let img = t.p("t.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
+    r.expect_exit(0);
+    assert_text(&r.stdout(), &format!("restarted\n{TIMERS_AFTER}"), "timers after the restart");
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+}
+
 /// Vector and x87 registers and MXCSR/x87 control live across the
 /// checkpoint (it lands in an assembly loop).
 fn registers(arch: Arch) {
@@ -435,6 +458,7 @@ arch_tests!(
     memory,
     registers,
     loader_window,
+    interval_timers,
     thread_locals_errno_signals,
     open_files,
     moved_cwd_refused,

@@ -14,7 +14,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{addr_of, addr_of_mut};
 use rckpt_rt_core::flags::{self, MODE_OFF, MODE_ONCE, WARN_NOTICE};
-use rckpt_rt_core::format::{RestartPatch, PATCH_MAGIC};
+use rckpt_rt_core::format::{RestartPatch, TimerDesc, PATCH_MAGIC};
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::sys::{self, CPath, KSigaction};
 use rckpt_rt_core::writer;
@@ -293,6 +293,13 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
     let pid = sys::getpid();
     let ppid = sys::getppid();
     let pending = sys::sigpending().unwrap_or(0);
+    // Timers too: a forked writer has none.
+    let mut timers = [TimerDesc::default(); 3];
+    for (which, t) in sys::ITIMERS.into_iter().zip(timers.iter_mut()) {
+        if let Ok((value_us, interval_us)) = sys::getitimer(which) {
+            *t = TimerDesc { value_us, interval_us };
+        }
+    }
     // Refuse threads here, in the process itself: a forked writer would
     // see only one thread and write an image missing the others.
     if let Err(e) = writer::check_single_threaded() {
@@ -302,7 +309,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
     if sig == SIGUSR2 {
         match sys::fork_quiet() {
             Ok(0) => {
-                let ok = write_checkpoint(sig, uc, pid, ppid, pending);
+                let ok = write_checkpoint(sig, uc, pid, ppid, pending, timers);
                 sys::exit_group(if ok { 0 } else { 1 });
             }
             Ok(child) => {
@@ -313,7 +320,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
             Err(_) => {} // no memory for a copy: write in place
         }
     }
-    if write_checkpoint(sig, uc, pid, ppid, pending) && sig == SIGTSTP {
+    if write_checkpoint(sig, uc, pid, ppid, pending, timers) && sig == SIGTSTP {
         exit_by_sigusr2();
     }
 }
@@ -325,7 +332,7 @@ fn ckpt_path() -> &'static [u8] {
 }
 
 /// Write the image; print the outcome. True on success.
-fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u64) -> bool {
+fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u64, timers: [TimerDesc; 3]) -> bool {
     let p = patch();
     let Ok(path) = CPath::from_bytes(ckpt_path()) else {
         return false;
@@ -351,6 +358,7 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
         pid,
         ppid,
         pending,
+        timers,
     };
     match writer::checkpoint(&req) {
         Ok(st) => {

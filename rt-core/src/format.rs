@@ -44,6 +44,7 @@ pub const NT_RCKPT_SEGS: u32 = 0x5243_0002;
 pub const NT_RCKPT_FDS: u32 = 0x5243_0003;
 pub const NT_RCKPT_SIGS: u32 = 0x5243_0004;
 pub const NT_RCKPT_CWD: u32 = 0x5243_0005;
+pub const NT_RCKPT_TIMERS: u32 = 0x5243_0006;
 pub const NT_RCKPT_SEAL: u32 = 0x5243_00ff;
 
 /// The kernel's view of the address space layout, restored through
@@ -198,6 +199,21 @@ pub struct SigDesc {
     pub mask: u64,
 }
 const_assert_eq!(core::mem::size_of::<SigDesc>(), 32);
+
+/// `NT_RCKPT_TIMERS`: `ITIMER_REAL`, `ITIMER_VIRTUAL`, `ITIMER_PROF` (in
+/// that order) at the checkpoint: time left and reload interval, in
+/// microseconds; 0 left means disarmed. A restart re-arms them with the
+/// time that was left (the time between checkpoint and restart does not
+/// count). Optional: an image without it has no timers.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct TimerDesc {
+    pub value_us: u64,
+    pub interval_us: u64,
+}
+const_assert_eq!(core::mem::size_of::<TimerDesc>(), 16);
+/// Names of the three timers, in note order.
+pub const TIMER_NAMES: [&str; 3] = ["ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"];
 
 /// `NT_RCKPT_SEAL`, the last note.
 #[repr(C)]

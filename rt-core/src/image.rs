@@ -72,6 +72,8 @@ pub struct Image<'a> {
     fds: &'a [u8],
     sigs: &'a [u8],
     pub cwd: &'a [u8],
+    /// `NT_RCKPT_TIMERS` (empty if the image has none).
+    timers: &'a [u8],
     pub auxv: &'a [u8],
 }
 
@@ -125,6 +127,7 @@ impl<'a> Image<'a> {
             fds: &[],
             sigs: &[],
             cwd: &[],
+            timers: &[],
             auxv: &[],
         };
         let mut have_header = false;
@@ -150,6 +153,7 @@ impl<'a> Image<'a> {
                 (NOTE_RCKPT, NT_RCKPT_FDS) => img.fds = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SIGS) => img.sigs = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_CWD) => img.cwd = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_TIMERS) => img.timers = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SEAL) => seal = Some(n),
                 (NOTE_CORE, NT_AUXV) => img.auxv = n.desc,
                 _ => {}
@@ -172,8 +176,9 @@ impl<'a> Image<'a> {
         if img.segs.len() != nseg * core::mem::size_of::<SegDesc>()
             || img.phnum != nseg + 1
             || img.sigs.len() != 64 * core::mem::size_of::<SigDesc>()
+            || !(img.timers.is_empty() || img.timers.len() == 3 * core::mem::size_of::<TimerDesc>())
         {
-            return Err(ImageError::Malformed("segment or signal table size"));
+            return Err(ImageError::Malformed("segment, signal or timer table size"));
         }
         for i in 0..nseg {
             let d = img.seg(i);
@@ -222,6 +227,18 @@ impl<'a> Image<'a> {
     /// Whether segment `i` has data in the file.
     pub fn seg_has_data(&self, i: usize) -> bool {
         self.phdr(i + 1).is_some_and(|p| p.filesz != 0)
+    }
+
+    /// The interval timers at the checkpoint (all disarmed if the image
+    /// does not say).
+    pub fn timers(&self) -> [TimerDesc; 3] {
+        let mut t = [TimerDesc::default(); 3];
+        for (k, slot) in t.iter_mut().enumerate() {
+            if let Some(d) = pod_read(self.timers, k * core::mem::size_of::<TimerDesc>()) {
+                *slot = d;
+            }
+        }
+        t
     }
 
     pub fn sig(&self, signo: usize) -> SigDesc {

@@ -820,6 +820,13 @@ impl<'a> Plan<'a> {
                 let _ = sys::tgkill(me, sys::gettid(), sig);
             }
         }
+        // Interval timers, with the time that was left; one that expires
+        // before the program runs leaves its signal pending, as above.
+        for (which, t) in sys::ITIMERS.into_iter().zip(self.img.timers()) {
+            if t.value_us != 0 {
+                let _ = sys::setitimer(which, t.value_us, t.interval_us);
+            }
+        }
 
         // 9. The kernel's view of the address space, and the task name.
         let mut mm = PrctlMmMap {

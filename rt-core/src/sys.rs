@@ -513,6 +513,28 @@ pub fn exit_group(code: i32) -> ! {
     }
 }
 
+/// `ITIMER_REAL`, `ITIMER_VIRTUAL`, `ITIMER_PROF`.
+pub const ITIMERS: [usize; 3] = [0, 1, 2];
+
+/// `getitimer(which)`: (time left, reload interval) in microseconds.
+pub fn getitimer(which: usize) -> Result<(u64, u64)> {
+    // struct itimerval: { it_interval: timeval, it_value: timeval }, longs.
+    let mut v = [0usize; 4];
+    // SAFETY: see the module note; `v` is a struct itimerval of this ABI.
+    unsafe { syscall2(Sysno::getitimer, which, v.as_mut_ptr() as usize) }?;
+    let us = |sec: usize, usec: usize| sec as u64 * 1_000_000 + usec as u64;
+    Ok((us(v[2], v[3]), us(v[0], v[1])))
+}
+
+/// `setitimer(which, ...)` from microseconds (value 0 disarms).
+pub fn setitimer(which: usize, value_us: u64, interval_us: u64) -> Result<()> {
+    let tv = |us: u64| [(us / 1_000_000) as usize, (us % 1_000_000) as usize];
+    let (i, v) = (tv(interval_us), tv(value_us));
+    let it = [i[0], i[1], v[0], v[1]];
+    // SAFETY: see the module note; `it` is a struct itimerval of this ABI.
+    unsafe { syscall3(Sysno::setitimer, which, it.as_ptr() as usize, 0) }.map(drop)
+}
+
 /// `sched_yield`.
 pub fn yield_cpu() {
     // SAFETY: no arguments.

@@ -34,6 +34,9 @@ pub struct Request<'a> {
     pub pid: i32,
     pub ppid: i32,
     pub pending: u64,
+    /// The interval timers, read in the process itself (a forked copy has
+    /// none).
+    pub timers: [TimerDesc; 3],
 }
 
 #[derive(Clone, Copy, Default)]
@@ -796,6 +799,13 @@ fn build_notes(
     sys::getcwd(&mut cwd).map_err(fail("reading the working directory"))?;
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_CWD);
     c.bytes(cwd.as_bytes());
+    c.end_note(m);
+
+    // NT_RCKPT_TIMERS
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_TIMERS);
+    for t in &req.timers {
+        c.bytes(pod_bytes(t));
+    }
     c.end_note(m);
 
     Ok(Marks { segs: segs_at })
