@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// SIGTSTP, then `./prog -_condor_restart FILE`.
 fn counter_tstp_program(arch: Arch) {
@@ -132,6 +133,30 @@ fn interval_timers(arch: Arch) {
     let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
     r.expect_exit(0);
     assert_text(&r.stdout(), &format!("restarted\n{TIMERS_AFTER}"), "timers after the restart");
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+}
+
+/// The image is self-contained: the restart works with the program and a
+/// shared library it uses deleted.
+fn program_and_library_gone(arch: Arch) {
+    let t = T::new("gone", arch);
+    let mut cc = Command::new("cc");
+    cc.args(arch.cflags()).args(["-O2", "-shared", "-fPIC", "-o"]).arg(t.p("libstep.so")).arg(fixtures_dir().join("libstep.c"));
+    let o = cc.current_dir(&t.dir).output().unwrap();
+    assert!(o.status.success(), "building libstep.so: {}", String::from_utf8_lossy(&o.stderr));
+    let rpath = format!("-Wl,-rpath,{}", t.dir.display());
+    let prog = t.compile("uselib", &["uselib.c"], &["-L.", "-lstep", &rpath]);
+    let img = t.p("u.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    assert_eq!(p.stdout(), "before: 4\nready\n", "{}", p.describe());
+    std::fs::remove_file(&prog).unwrap();
+    std::fs::remove_file(t.p("libstep.so")).unwrap();
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
+    r.expect_exit(0);
+    // lib_step(4) on its second call: 4 * 3 + 2.
+    assert_text(&r.stdout(), "restarted\nafter: 14\ndone\n", "restart with the program and its library deleted");
     assert_eq!(r.stderr(), "", "{}", r.describe());
 }
 
@@ -459,6 +484,7 @@ arch_tests!(
     registers,
     loader_window,
     interval_timers,
+    program_and_library_gone,
     thread_locals_errno_signals,
     open_files,
     moved_cwd_refused,
