@@ -47,6 +47,8 @@ pub struct Stats {
     /// Total time, and the part of it spent in fsync (file and directory).
     pub ns: u64,
     pub sync_ns: u64,
+    /// MAP_SHARED file mappings, saved as shared memory.
+    pub shared_files: u32,
 }
 
 /// What failed, for the one-line message: `what`, then the system's reason
@@ -191,6 +193,16 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let (nseg, vdso) = classify(&s.maps_text[..n], &mut s.segs, scratch_range)?;
     let segs = &mut s.segs[..nseg];
     let text = &s.maps_text[..n];
+    // MAP_SHARED mappings of files are saved (and restored) as shared
+    // memory: say so, since writes to them no longer reach the file.
+    // (Shared anonymous memory, SysV shm and memfds show as deleted files.)
+    let shared_files = segs
+        .iter()
+        .filter(|sg| {
+            let name = sg.map.name(text);
+            sg.kind == seg_kind::SHARED && sg.map.inode != 0 && name.first() == Some(&b'/') && !name.ends_with(b" (deleted)")
+        })
+        .count();
 
     let mut tmp = req.path.clone();
     tmp.push(b".tmp").map_err(fail("naming the temporary file"))?;
@@ -231,6 +243,7 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let t_end = sys::monotonic_ns();
     sync_ns += t_end - t_dir;
     st.ns = t_end - t0;
+    st.shared_files = shared_files as u32;
     st.sync_ns = sync_ns;
     Ok(st)
 }
@@ -499,7 +512,7 @@ fn write_image(
         return Err(Failure::plain("building the header (too large)"));
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
-    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
+    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0, shared_files: 0 })
 }
 
 /// Write `[a, b)` of segment `sg` at its place in the file; hash what was
