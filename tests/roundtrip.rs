@@ -160,6 +160,37 @@ fn program_and_library_gone(arch: Arch) {
     assert_eq!(r.stderr(), "", "{}", r.describe());
 }
 
+/// A MAP_SHARED mapping of a file is mapped again on restart, so writes
+/// after the restart reach the file; without the file the image is refused.
+fn shared_file_mapping(arch: Arch) {
+    let t = T::new("shfile", arch);
+    let prog = t.compile("sharedfile", &["sharedfile.c"], &[]);
+    let img = t.p("sh.ckpt");
+    let dat = t.p("out.dat");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img), s(&dat)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    assert_eq!(std::fs::read(&dat).unwrap()[0], b'A', "the write before the checkpoint is in the file");
+    for (i, via) in [Via::Loader, Via::Program].into_iter().enumerate() {
+        std::fs::write(&dat, vec![b'x'; 4096]).unwrap();
+        let mut r = t.spawn(&format!("restart{i}"), &t.restart_argv(&prog, &img, via, false));
+        r.expect_exit(0);
+        assert_text(&r.stdout(), "restarted\nfile mapping holds B, anonymous one a\n", "after the restart");
+        assert_eq!(r.stderr(), "", "{}", r.describe());
+        assert_eq!(std::fs::read(&dat).unwrap()[0], b'B', "{via:?}: the write after the restart did not reach the file");
+    }
+    std::fs::remove_file(&dat).unwrap();
+    let mut r = t.spawn("missing", &t.restart_argv(&prog, &img, Via::Loader, false));
+    r.expect_exit(1);
+    let err = r.stderr();
+    let want = format!("rckpt-loader: {}: cannot map {} again (shared at 0x", img.display(), dat.display());
+    assert!(
+        err.starts_with(&want) && err.ends_with("): No such file or directory\n") && err.lines().count() == 1,
+        "expected one line {want:?}...: No such file or directory:\n{err}"
+    );
+    assert_eq!(r.stdout(), "");
+}
+
 /// Vector and x87 registers and MXCSR/x87 control live across the
 /// checkpoint (it lands in an assembly loop).
 fn registers(arch: Arch) {
@@ -485,6 +516,7 @@ arch_tests!(
     loader_window,
     interval_timers,
     program_and_library_gone,
+    shared_file_mapping,
     thread_locals_errno_signals,
     open_files,
     moved_cwd_refused,

@@ -324,26 +324,3 @@ fn restart_warning_off() {
         assert!(!r.stderr().contains("rckpt: warning:"), "{label}: warning printed despite UNSUP OFF:\n{}", r.describe());
     }
 }
-
-/// A MAP_SHARED mapping of a file is saved as memory: the checkpoint says
-/// so once (an UNSUP warning, off with -_condor_warning UNSUP OFF); shared
-/// anonymous memory is not worth a warning.
-#[test]
-fn shared_file_mapping_warning() {
-    let t = T::new("shfile", Arch::X86_64);
-    let prog = t.compile("sharedfile", &["sharedfile.c"], &[]);
-    let warning = "rckpt: warning: 1 MAP_SHARED file mapping(s) saved as memory: \
-                   after a restart, writes to them no longer reach the file\n";
-    for (label, flags, want) in [("default", vec![], warning), ("off", vec!["-_condor_warning", "UNSUP", "OFF"], "")] {
-        let img = t.p(&format!("{label}.ckpt"));
-        let mut argv = vec![s(&prog), "-_condor_ckpt".into(), s(&img), t.ps(&format!("{label}.dat"))];
-        argv.extend(flags.iter().map(|f| f.to_string()));
-        let mut p = t.spawn(label, &argv);
-        p.wait_ready();
-        p.checkpoint_and_stop();
-        assert_text(&p.stderr(), want, &format!("{label}: checkpoint of a shared file mapping"));
-        let mut r = t.spawn(&format!("{label}-restart"), &t.restart_argv(&prog, &img, Via::Loader, false));
-        r.expect_exit(0);
-        assert_text(&r.stdout(), "restarted\nmapping holds B\n", &format!("{label}: after the restart"));
-    }
-}

@@ -13,7 +13,7 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{addr_of, addr_of_mut};
-use rckpt_rt_core::flags::{self, MODE_OFF, MODE_ONCE, WARN_NOTICE, WARN_UNSUP};
+use rckpt_rt_core::flags::{self, MODE_OFF, MODE_ONCE, WARN_NOTICE};
 use rckpt_rt_core::format::{RestartPatch, TimerDesc, PATCH_MAGIC};
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::sys::{self, CPath, KSigaction};
@@ -362,13 +362,6 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
     };
     match writer::checkpoint(&req) {
         Ok(st) => {
-            if st.shared_files > 0 {
-                let mut l = Line::new();
-                l.t("rckpt: warning: ")
-                    .u(st.shared_files as u64)
-                    .t(" MAP_SHARED file mapping(s) saved as memory: after a restart, writes to them no longer reach the file");
-                warn(WARN_UNSUP, &mut l);
-            }
             if p.debug > 0 {
                 Line::new()
                     .t("rckpt: D_CKPT: wrote ")

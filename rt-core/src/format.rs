@@ -45,6 +45,7 @@ pub const NT_RCKPT_FDS: u32 = 0x5243_0003;
 pub const NT_RCKPT_SIGS: u32 = 0x5243_0004;
 pub const NT_RCKPT_CWD: u32 = 0x5243_0005;
 pub const NT_RCKPT_TIMERS: u32 = 0x5243_0006;
+pub const NT_RCKPT_MAPFILES: u32 = 0x5243_0007;
 pub const NT_RCKPT_SEAL: u32 = 0x5243_00ff;
 
 /// The kernel's view of the address space layout, restored through
@@ -126,6 +127,9 @@ pub mod seg_kind {
     /// A copy of the vDSO, for debuggers only: a restore moves the current
     /// kernel's vDSO to this address instead.
     pub const VDSO: u32 = 5;
+    /// A `MAP_SHARED` mapping of a file: no data stored (the file holds
+    /// it); a restart maps the file again (`NT_RCKPT_MAPFILES`).
+    pub const SHARED_FILE: u32 = 6;
     pub fn name(k: u32) -> &'static str {
         match k {
             VDSO => "vdso",
@@ -134,6 +138,7 @@ pub mod seg_kind {
             SHARED => "shared",
             STACK => "stack",
             HEAP => "heap",
+            SHARED_FILE => "shfile",
             _ => "?",
         }
     }
@@ -188,6 +193,20 @@ pub struct FdDesc {
     pub path_len: u32,
 }
 const_assert_eq!(core::mem::size_of::<FdDesc>(), 24);
+
+/// `NT_RCKPT_MAPFILES` entry header, one per `SHARED_FILE` segment:
+/// `path_len` bytes of path follow, then zero padding to 8 bytes (counted
+/// from the descriptor's start).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct MapFileDesc {
+    /// Index of the segment in `NT_RCKPT_SEGS`.
+    pub seg: u32,
+    pub path_len: u32,
+    /// Offset in the file of the segment's first byte.
+    pub offset: u64,
+}
+const_assert_eq!(core::mem::size_of::<MapFileDesc>(), 16);
 
 /// `NT_RCKPT_SIGS`: 64 of these, for signals 1..=64.
 #[repr(C)]

@@ -74,6 +74,8 @@ pub struct Image<'a> {
     pub cwd: &'a [u8],
     /// `NT_RCKPT_TIMERS` (empty if the image has none).
     timers: &'a [u8],
+    /// `NT_RCKPT_MAPFILES` (empty if the image has none).
+    mapfiles: &'a [u8],
     pub auxv: &'a [u8],
 }
 
@@ -128,6 +130,7 @@ impl<'a> Image<'a> {
             sigs: &[],
             cwd: &[],
             timers: &[],
+            mapfiles: &[],
             auxv: &[],
         };
         let mut have_header = false;
@@ -154,6 +157,7 @@ impl<'a> Image<'a> {
                 (NOTE_RCKPT, NT_RCKPT_SIGS) => img.sigs = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_CWD) => img.cwd = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_TIMERS) => img.timers = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_MAPFILES) => img.mapfiles = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SEAL) => seal = Some(n),
                 (NOTE_CORE, NT_AUXV) => img.auxv = n.desc,
                 _ => {}
@@ -243,6 +247,21 @@ impl<'a> Image<'a> {
 
     pub fn sig(&self, signo: usize) -> SigDesc {
         pod_read(self.sigs, (signo - 1) * core::mem::size_of::<SigDesc>()).unwrap_or_default()
+    }
+
+    /// The file and offset a `SHARED_FILE` segment maps.
+    pub fn mapfile(&self, seg: usize) -> Option<(MapFileDesc, &'a [u8])> {
+        let b = self.mapfiles;
+        let mut pos = 0;
+        while let Some(d) = pod_read::<MapFileDesc>(b, pos) {
+            let start = pos + core::mem::size_of::<MapFileDesc>();
+            let path = b.get(start..start + d.path_len as usize)?;
+            if d.seg as usize == seg {
+                return Some((d, path));
+            }
+            pos = (start + d.path_len as usize + 7) & !7;
+        }
+        None
     }
 
     /// The recorded file descriptors with their paths.

@@ -48,6 +48,9 @@ pub enum RestoreError<'a> {
     /// An fd the image had open, its path, whether that path is relative
     /// to the restart directory (relocatable restart), and why.
     File(i32, &'a [u8], bool, Errno),
+    /// A file mapped `MAP_SHARED` at this address, its path (relative as
+    /// for `File`), and why it cannot be mapped again.
+    Mapped(u64, &'a [u8], bool, Errno),
     Conflict(u64),
     Sys(&'static str, Errno),
     TooMany(&'static str),
@@ -97,6 +100,13 @@ impl RestoreError<'_> {
                     l.t(".");
                 }
                 l.s(path).t("): ").e(e)
+            }
+            RestoreError::Mapped(addr, path, relocated, e) => {
+                l.t("cannot map ");
+                if relocated {
+                    l.t(".");
+                }
+                l.s(path).t(" again (shared at ").x(addr).t("): ").e(e)
             }
             RestoreError::Conflict(a) => l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it"),
             RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
@@ -155,9 +165,24 @@ pub struct Plan<'a> {
     opts_aggravate: bool,
     warn: [u8; 5],
     loader: (usize, usize),
+    /// (segment, fd) of shared file mappings whose address was taken
+    /// during prepare; mapped in commit.
+    mapfds: [(u32, Fd); MAX_MAPFDS],
+    nmapfds: usize,
     /// For the debug line: how long phase one took, bytes it read in place.
     prepare_ns: u64,
     read_bytes: u64,
+}
+
+const MAX_MAPFDS: usize = 64;
+
+fn keep_mapfd<'a>(mapfds: &mut [(u32, Fd); MAX_MAPFDS], n: &mut usize, seg: usize, fd: Fd) -> Result<(), RestoreError<'a>> {
+    let Some(slot) = mapfds.get_mut(*n) else {
+        return Err(RestoreError::TooMany("shared file mappings in the loader's way"));
+    };
+    *slot = (seg as u32, fd);
+    *n += 1;
+    Ok(())
 }
 
 fn is_placed(p: &[u64; MAX_SEGS / 64], i: usize) -> bool {
@@ -348,15 +373,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             continue;
         }
         let mut p = CPath::new();
-        let old = img.cwd;
-        // Under -_condor_relocatable a file below the old working directory
-        // is looked for below this one; errors name it "./rest/of/path".
-        let relocated = opts.relocatable && path.len() > old.len() && path.starts_with(old) && path[old.len()] == b'/';
-        let (shown, pushed) = if relocated {
-            (&path[old.len()..], p.push(here.as_bytes()).and_then(|_| p.push(&path[old.len()..])))
-        } else {
-            (path, p.push(path))
-        };
+        let (shown, relocated, pushed) = relocate(opts, img.cwd, &here, path, &mut p);
         let file_err = |e| RestoreError::File(d.fd, shown, relocated, e);
         pushed.map_err(file_err)?;
         const KEEP: u32 = 0o3 | sys::O_APPEND | 0o4000 /* O_NONBLOCK */ | 0o10000 /* O_DSYNC */
@@ -392,12 +409,41 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     // Segment data: into place where the address is free, else through the
     // buffer; either way every checksum is verified now.
     placed.fill(0);
+    let mut mapfds = [(0u32, -1 as Fd); MAX_MAPFDS];
+    let mut nmapfds = 0;
     let mut npieces = 0;
     let mut read_bytes = 0;
     for i in 0..nseg {
         let d = img.seg(i);
         if d.kind == seg_kind::VDSO {
             placed[i / 64] |= 1 << (i % 64); // the live vDSO goes there
+            continue;
+        }
+        if d.kind == seg_kind::SHARED_FILE {
+            // The file holds the data: map it again, now if the address is
+            // free, else in commit (kept open until then).
+            if deferred(&d, loader) {
+                return Err(RestoreError::Conflict(d.vaddr));
+            }
+            let (mfd, off) = open_mapfile(opts, &img, &here, i, base)?;
+            let flags = sys::MAP_SHARED | sys::MAP_FIXED_NOREPLACE;
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+            match unsafe { sys::mmap(d.vaddr as usize, d.len as usize, d.prot, flags, mfd, off) } {
+                Ok(a) if a == d.vaddr as usize => {
+                    placed[i / 64] |= 1 << (i % 64);
+                    let _ = sys::close(mfd);
+                }
+                Ok(a) => {
+                    // SAFETY: the mapping just made, nothing uses it.
+                    let _ = unsafe { sys::munmap(a, d.len as usize) };
+                    keep_mapfd(&mut mapfds, &mut nmapfds, i, mfd)?;
+                }
+                Err(Errno::EEXIST) => keep_mapfd(&mut mapfds, &mut nmapfds, i, mfd)?,
+                Err(e) => {
+                    let (_, path) = img.mapfile(i).unwrap_or_default();
+                    return Err(RestoreError::Mapped(d.vaddr, path, false, e));
+                }
+            }
             continue;
         }
         let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
@@ -455,6 +501,8 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         opts_aggravate: opts.aggravate_bugs,
         warn: opts.warn,
         loader,
+        mapfds,
+        nmapfds,
         prepare_ns: sys::monotonic_ns() - t_start,
         read_bytes,
     })
@@ -462,6 +510,40 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
 
 /// Read segment `i`'s data extents into its (already mapped, writable)
 /// place; with `verify`, checksum them from memory.
+/// Where a file the image recorded at `path` is now, into `p`: under
+/// -_condor_relocatable a file below the old working directory `old_cwd` is
+/// looked for below this one (`here`). Returns the path to name in errors
+/// (for a relocated file the part after the directory, shown as
+/// "./rest/of/path"), whether it was relocated, and whether `p` could hold
+/// it.
+fn relocate<'p>(opts: &Options, old_cwd: &[u8], here: &CPath, path: &'p [u8], p: &mut CPath) -> (&'p [u8], bool, Result<(), Errno>) {
+    let relocated = opts.relocatable && path.len() > old_cwd.len() && path.starts_with(old_cwd) && path[old_cwd.len()] == b'/';
+    if relocated {
+        let rest = &path[old_cwd.len()..];
+        (rest, true, p.push(here.as_bytes()).and_then(|_| p.push(rest)))
+    } else {
+        (path, false, p.push(path))
+    }
+}
+
+/// Open the file a `SHARED_FILE` segment maps (read-write if the mapping
+/// was writable), at a number above the image's fds.
+fn open_mapfile<'a>(opts: &Options, img: &Image<'a>, here: &CPath, i: usize, base: usize) -> Result<(Fd, u64), RestoreError<'a>> {
+    let d = img.seg(i);
+    let Some((m, path)) = img.mapfile(i) else {
+        return Err(RestoreError::Image(ImageError::Malformed("shared file mapping without its file")));
+    };
+    let mut p = CPath::new();
+    let (shown, relocated, pushed) = relocate(opts, img.cwd, here, path, &mut p);
+    let err = |e| RestoreError::Mapped(d.vaddr, shown, relocated, e);
+    pushed.map_err(err)?;
+    let mode = if d.prot & sys::PROT_WRITE != 0 { sys::O_RDWR } else { sys::O_RDONLY };
+    let t = sys::open(&mut p, mode | sys::O_CLOEXEC, 0).map_err(err)?;
+    let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map_err(err);
+    let _ = sys::close(t);
+    Ok((high? as Fd, m.offset))
+}
+
 /// Read size per step of [`read_segment_into_place`] (about an L2 cache).
 const READ_CHUNK: u64 = 1 << 20;
 
@@ -720,6 +802,15 @@ impl<'a> Plan<'a> {
         for i in 0..self.img.nseg() {
             let d = self.img.seg(i);
             if is_placed(self.placed, i) || deferred(&d, self.loader) {
+                continue;
+            }
+            if d.kind == seg_kind::SHARED_FILE {
+                let Some(&(_, mfd)) = self.mapfds[..self.nmapfds].iter().find(|(s, _)| *s as usize == i) else { continue };
+                let off = self.img.mapfile(i).map_or(0, |(m, _)| m.offset);
+                // SAFETY: as below; the file was opened in prepare.
+                unsafe { sys::mmap(d.vaddr as usize, d.len as usize, d.prot, sys::MAP_SHARED | sys::MAP_FIXED, mfd, off) }
+                    .map_err(sys_err("mapping a shared file"))?;
+                let _ = sys::close(mfd);
                 continue;
             }
             let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE } | sys::MAP_ANONYMOUS | sys::MAP_FIXED;

@@ -47,8 +47,6 @@ pub struct Stats {
     /// Total time, and the part of it spent in fsync (file and directory).
     pub ns: u64,
     pub sync_ns: u64,
-    /// MAP_SHARED file mappings, saved as shared memory.
-    pub shared_files: u32,
 }
 
 /// What failed, for the one-line message: `what`, then the system's reason
@@ -193,16 +191,6 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let (nseg, vdso) = classify(&s.maps_text[..n], &mut s.segs, scratch_range)?;
     let segs = &mut s.segs[..nseg];
     let text = &s.maps_text[..n];
-    // MAP_SHARED mappings of files are saved (and restored) as shared
-    // memory: say so, since writes to them no longer reach the file.
-    // (Shared anonymous memory, SysV shm and memfds show as deleted files.)
-    let shared_files = segs
-        .iter()
-        .filter(|sg| {
-            let name = sg.map.name(text);
-            sg.kind == seg_kind::SHARED && sg.map.inode != 0 && name.first() == Some(&b'/') && !name.ends_with(b" (deleted)")
-        })
-        .count();
 
     let mut tmp = req.path.clone();
     tmp.push(b".tmp").map_err(fail("naming the temporary file"))?;
@@ -243,7 +231,6 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let t_end = sys::monotonic_ns();
     sync_ns += t_end - t_dir;
     st.ns = t_end - t0;
-    st.shared_files = shared_files as u32;
     st.sync_ns = sync_ns;
     Ok(st)
 }
@@ -319,7 +306,12 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         if name == b"[vsyscall]" || m.start >= arch::USER_MAX {
             continue;
         }
-        let kind = if m.shared {
+        // Shared anonymous memory, SysV shm and memfds show as deleted
+        // files: their contents are saved; a live file is mapped again.
+        let live_file = name.first() == Some(&b'/') && m.inode != 0 && !name.ends_with(b" (deleted)");
+        let kind = if m.shared && live_file {
+            seg_kind::SHARED_FILE
+        } else if m.shared {
             seg_kind::SHARED
         } else if name == b"[heap]" {
             seg_kind::HEAP
@@ -334,7 +326,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         let Some(slot) = segs.get_mut(n) else {
             return Err(Failure::plain("too many mappings"));
         };
-        *slot = Seg { map: m, kind, prot, has_data: m.read, ..Default::default() };
+        *slot = Seg { map: m, kind, prot, has_data: m.read && kind != seg_kind::SHARED_FILE, ..Default::default() };
         n += 1;
     }
     if v.block == usize::MAX {
@@ -512,7 +504,7 @@ fn write_image(
         return Err(Failure::plain("building the header (too large)"));
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
-    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0, shared_files: 0 })
+    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
 }
 
 /// Write `[a, b)` of segment `sg` at its place in the file; hash what was
@@ -679,16 +671,17 @@ fn build_notes(
     c.end_note(m);
 
     // NT_FILE: file-backed mappings, for gdb.
-    let nfile = segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE).count();
+    let is_file = |s: &&Seg| s.map.inode != 0 && (s.kind == seg_kind::FILE || s.kind == seg_kind::SHARED_FILE);
+    let nfile = segs.iter().filter(is_file).count();
     let m = c.begin_note(NOTE_CORE, NT_FILE);
     c.word(class, nfile as u64);
     c.word(class, PAGE_SIZE);
-    for s in segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE) {
+    for s in segs.iter().filter(is_file) {
         c.word(class, s.map.start as u64);
         c.word(class, s.map.end as u64);
         c.word(class, s.map.offset / PAGE_SIZE);
     }
-    for s in segs.iter().filter(|s| s.map.inode != 0 && s.kind == seg_kind::FILE) {
+    for s in segs.iter().filter(is_file) {
         c.bytes(s.map.name(text));
         c.bytes(&[0]);
     }
@@ -812,6 +805,17 @@ fn build_notes(
     sys::getcwd(&mut cwd).map_err(fail("reading the working directory"))?;
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_CWD);
     c.bytes(cwd.as_bytes());
+    c.end_note(m);
+
+    // NT_RCKPT_MAPFILES
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_MAPFILES);
+    for (i, sg) in segs.iter().enumerate().filter(|(_, sg)| sg.kind == seg_kind::SHARED_FILE) {
+        let path = sg.map.name(text);
+        let d = MapFileDesc { seg: i as u32, path_len: path.len() as u32, offset: sg.map.offset };
+        c.bytes(pod_bytes(&d));
+        c.bytes(path);
+        c.align_from(m.desc, 8);
+    }
     c.end_note(m);
 
     // NT_RCKPT_TIMERS
