@@ -8,8 +8,8 @@
 //! NT_PRSTATUS order), `arch/x86/kernel/signal_32.c` (rt_sigreturn reads the
 //! frame at `sp - 4`; the frame is pretcode, sig, pinfo, puc, siginfo, uc).
 
-use crate::x86_common::FP_XSTATE_MAGIC1;
 pub use crate::x86_common::*;
+use crate::x86_common::{rd, FP_XSTATE_MAGIC1};
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "i386";
@@ -72,24 +72,6 @@ const SYS_MUNMAP: usize = 91;
 const SYS_RT_SIGRETURN: usize = 173;
 const SYS_SET_THREAD_AREA: usize = 243;
 const SYS_GET_THREAD_AREA: usize = 244;
-
-#[derive(Clone, Copy)]
-pub struct FpState {
-    /// Start of the fxsave/xsave image.
-    pub ptr: *const u8,
-    pub len: usize,
-    pub xfeatures: u64,
-    /// The `NT_PRFPREG` bytes (fnsave image on i386).
-    pub legacy: *const u8,
-    pub legacy_len: usize,
-}
-
-#[inline(always)]
-unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
-    // SAFETY: callers pass a pointer to a kernel-built ucontext/fpstate and
-    // offsets inside it; reads are unaligned-safe.
-    unsafe { core::ptr::read_unaligned(base.add(off) as *const T) }
-}
 
 /// The interrupted registers in `NT_PRSTATUS` (user_regs_struct) order.
 ///

@@ -6,8 +6,8 @@
 //! register order), `arch/x86/kernel/signal_64.c` (rt_sigreturn finds its
 //! frame at `sp - 8`, so the caller points `sp` at the ucontext).
 
-use crate::x86_common::FP_XSTATE_MAGIC1;
 pub use crate::x86_common::*;
+use crate::x86_common::{rd, FP_XSTATE_MAGIC1};
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "x86_64";
@@ -69,28 +69,6 @@ const ARCH_SET_GS: usize = 0x1001;
 const ARCH_SET_FS: usize = 0x1002;
 const ARCH_GET_FS: usize = 0x1003;
 const ARCH_GET_GS: usize = 0x1004;
-
-/// The FPU/vector state the kernel saved in a signal frame.
-#[derive(Clone, Copy)]
-pub struct FpState {
-    /// Start of the (standard-format) xsave area; its first 512 bytes are the
-    /// fxsave area.
-    pub ptr: *const u8,
-    /// Bytes of the xsave area (512 when only fxsave state is present).
-    pub len: usize,
-    /// State-component bitmap the frame was saved with (XCR0 subset).
-    pub xfeatures: u64,
-    /// The `NT_PRFPREG` bytes (the fxsave area on x86_64).
-    pub legacy: *const u8,
-    pub legacy_len: usize,
-}
-
-#[inline(always)]
-unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
-    // SAFETY: callers pass a pointer to a kernel-built ucontext, which is at
-    // least `UC_SIGMASK + 8` bytes long; reads are unaligned-safe.
-    unsafe { core::ptr::read_unaligned(base.add(off) as *const T) }
-}
 
 /// The interrupted registers in `NT_PRSTATUS` (user_regs_struct) order.
 ///

@@ -20,6 +20,29 @@ pub const FX_SW_OFFSET: usize = 464;
 /// Size of the legacy fxsave area (`NT_PRFPREG` on x86_64).
 pub const FXSAVE_SIZE: usize = 512;
 
+/// The FPU/vector state the kernel saved in a signal frame.
+#[derive(Clone, Copy)]
+pub struct FpState {
+    /// Start of the (standard-format) xsave area; its first 512 bytes are the
+    /// fxsave area.
+    pub ptr: *const u8,
+    /// Bytes of the xsave area (512 when only fxsave state is present).
+    pub len: usize,
+    /// State-component bitmap the frame was saved with (XCR0 subset).
+    pub xfeatures: u64,
+    /// The `NT_PRFPREG` bytes: the fxsave area on x86_64, the fnsave image
+    /// on i386.
+    pub legacy: *const u8,
+    pub legacy_len: usize,
+}
+
+#[inline(always)]
+pub(crate) unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
+    // SAFETY: callers pass a pointer to a kernel-built ucontext or fpstate
+    // and offsets inside it; reads are unaligned-safe.
+    unsafe { core::ptr::read_unaligned(base.add(off) as *const T) }
+}
+
 fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     let r = __cpuid_count(leaf, sub);
     [r.eax, r.ebx, r.ecx, r.edx]
