@@ -50,21 +50,7 @@ fn cxx(arch: Arch) {
     }
     let t = T::new("cxx", arch);
     let prog = t.compile_with("g++", "cxx", &["cxx.cpp"], &[]);
-    let mut c = t.spawn("control", &[s(&prog)]);
-    c.wait_ready();
-    c.signal(SIGWINCH);
-    c.expect_exit(0);
-    assert_text(&c.stdout(), &format!("before: caught boom at depth 4\nready\ngo\n{CXX_AFTER}"), "C++ fixture without checkpoint");
-
-    let img = t.p("cxx.ckpt");
-    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
-    p.wait_ready();
-    p.checkpoint_and_stop();
-    assert_eq!(p.stdout(), "before: caught boom at depth 4\nready\n", "{}", p.describe());
-    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Program, false));
-    r.expect_exit(0);
-    assert_text(&r.stdout(), &format!("restarted\n{CXX_AFTER}"), "C++ after the restart");
-    assert_eq!(r.stderr(), "", "{}", r.describe());
+    fixture_roundtrip(&t, &prog, "before: caught boom at depth 4\nready\n", CXX_AFTER, &[Via::Program]);
 }
 
 /// Fortran (gfortran): a counter over a REAL array.

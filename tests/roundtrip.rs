@@ -63,22 +63,7 @@ readonly prot OK\nshared OK\nshared after fork OK\nmalloc after restart OK\nsmal
 
 fn memory_roundtrip(t: &T, extra: &[&str], via: Via) {
     let prog = t.compile("memory", &["memory.c"], extra);
-    // Control: the same checks without a checkpoint.
-    let mut c = t.spawn("control", &[s(&prog)]);
-    c.wait_ready();
-    c.signal(SIGWINCH);
-    c.expect_exit(0);
-    assert_text(&c.stdout(), &format!("filled\nready\ngo\n{MEMORY_AFTER}"), "memory fixture without checkpoint");
-
-    let img = t.p("m.ckpt");
-    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
-    p.wait_ready();
-    p.checkpoint_and_stop();
-    assert_eq!(p.stdout(), "filled\nready\n");
-    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, via, false));
-    r.expect_exit(0);
-    assert_text(&r.stdout(), &format!("restarted\n{MEMORY_AFTER}"), "memory checks after the restart");
-    assert_eq!(r.stderr(), "", "{}", r.describe());
+    fixture_roundtrip(t, &prog, "filled\nready\n", MEMORY_AFTER, &[via]);
 }
 
 /// Heap, stack, bss, data, private/read-only/shared anonymous mappings.
@@ -95,22 +80,7 @@ const WINDOW_AFTER: &str = "loader window OK\ncrowded chunks OK\nmalloc after re
 fn loader_window(arch: Arch) {
     let t = T::new("window", arch);
     let prog = t.compile("window", &["window.c"], &[]);
-    let mut c = t.spawn("control", &[s(&prog)]);
-    c.wait_ready();
-    c.signal(SIGWINCH);
-    c.expect_exit(0);
-    assert_text(&c.stdout(), &format!("crowded\nready\ngo\n{WINDOW_AFTER}"), "window fixture without checkpoint");
-
-    let img = t.p("w.ckpt");
-    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
-    p.wait_ready();
-    p.checkpoint_and_stop();
-    for (i, via) in [Via::Loader, Via::Program].into_iter().enumerate() {
-        let mut r = t.spawn(&format!("restart{i}"), &t.restart_argv(&prog, &img, via, false));
-        r.expect_exit(0);
-        assert_text(&r.stdout(), &format!("restarted\n{WINDOW_AFTER}"), "crowded address space after the restart");
-        assert_eq!(r.stderr(), "", "{}", r.describe());
-    }
+    fixture_roundtrip(&t, &prog, "crowded\nready\n", WINDOW_AFTER, &[Via::Loader, Via::Program]);
 }
 
 const TIMERS_AFTER: &str = "real timer armed OK\nvirtual timer armed OK\nSIGALRM delivered once\ndone\n";
@@ -120,20 +90,7 @@ const TIMERS_AFTER: &str = "real timer armed OK\nvirtual timer armed OK\nSIGALRM
 fn interval_timers(arch: Arch) {
     let t = T::new("timers", arch);
     let prog = t.compile("timers", &["timers.c"], &[]);
-    let mut c = t.spawn("control", &[s(&prog)]);
-    c.wait_ready();
-    c.signal(SIGWINCH);
-    c.expect_exit(0);
-    assert_text(&c.stdout(), &format!("ready\ngo\n{TIMERS_AFTER}"), "timer fixture without checkpoint");
-
-    let img = t.p("t.ckpt");
-    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img)]);
-    p.wait_ready();
-    p.checkpoint_and_stop();
-    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
-    r.expect_exit(0);
-    assert_text(&r.stdout(), &format!("restarted\n{TIMERS_AFTER}"), "timers after the restart");
-    assert_eq!(r.stderr(), "", "{}", r.describe());
+    fixture_roundtrip(&t, &prog, "ready\n", TIMERS_AFTER, &[Via::Loader]);
 }
 
 /// The image is self-contained: the restart works with the program and a

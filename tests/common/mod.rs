@@ -737,6 +737,32 @@ pub fn plain(_: Arch, v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// The fixture protocol's round trip (see fx.h). A control run, told to go
+/// on with SIGWINCH instead of being checkpointed, must print `head`, "go",
+/// then `after`; a run stopped with SIGTSTP at "ready" must have printed
+/// `head`, and a restart of its image through each of `vias` "restarted",
+/// then `after`, with nothing on stderr.
+pub fn fixture_roundtrip(t: &T, prog: &Path, head: &str, after: &str, vias: &[Via]) {
+    let name = prog.file_name().unwrap().to_string_lossy().to_string();
+    let mut c = t.spawn("control", &[s(prog)]);
+    c.wait_ready();
+    c.signal(SIGWINCH);
+    c.expect_exit(0);
+    assert_text(&c.stdout(), &format!("{head}go\n{after}"), &format!("{name} without a checkpoint"));
+
+    let img = t.p(&format!("{name}.ckpt"));
+    let mut p = t.spawn("orig", &[s(prog), "-_condor_ckpt".into(), s(&img)]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    assert_text(&p.stdout(), head, &format!("{name} up to the checkpoint"));
+    for (i, &via) in vias.iter().enumerate() {
+        let mut r = t.spawn(&format!("restart{i}"), &t.restart_argv(prog, &img, via, false));
+        r.expect_exit(0);
+        assert_text(&r.stdout(), &format!("restarted\n{after}"), &format!("{name} after a restart ({via:?})"));
+        assert_eq!(r.stderr(), "", "{}", r.describe());
+    }
+}
+
 /// Run the counter, SIGTSTP it after "ready", restart it to completion, and
 /// check that both outputs together are the uninterrupted output.
 pub fn counter_roundtrip(t: &T, prog: &Path, want: &str, label: &str, run_wrap: Wrap, restart_wrap: Wrap, via: Via) {
