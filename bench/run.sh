@@ -11,6 +11,9 @@
 #                      is made and removed afterwards)
 #   RCKPT_BENCH_RUNS   runs per measurement (default 3; the median is shown)
 #   RCKPT_BENCH_SIZES  resident sizes in MiB (default "64 1024")
+#   RCKPT_BENCH_M32=1  benchmark a 32-bit program (needs gcc-multilib and the
+#                      i686 runtime: cargo make build-i386); no sparse 8 GiB
+#                      case then (it does not fit in 4 GiB)
 #
 # Restarts read the image right after it was written, so from the page cache
 # (as a restart on the same machine usually does).
@@ -24,6 +27,8 @@ loader=$target/release/rckpt-loader
 runs=${RCKPT_BENCH_RUNS:-3}
 read -r -a sizes <<<"${RCKPT_BENCH_SIZES:-64 1024}"
 base=${RCKPT_BENCH_DIR:-$target/bench}
+m32=()
+if [[ ${RCKPT_BENCH_M32:-} == 1 ]]; then m32=(-m32); fi
 pause_at=0.5    # seconds after "ready" at which SIGUSR2 is sent
 pause_len=2     # seconds the pause-measuring program runs after "ready"
 timeout=300     # seconds any single step may take before it counts as failed
@@ -113,16 +118,22 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 note "== rckpt benchmark"
 note "building (cargo build --release)..."
 (cd "$repo" && cargo build --release --quiet)
+if ((${#m32[@]})); then
+    (cd "$repo" && cargo build --release --quiet --target i686-unknown-linux-gnu -p rckpt-crt -p rckpt-loader)
+fi
 mkdir -p "$base"
 work=$(mktemp -d "$base/run.XXXXXX")
 work=$(cd "$work" && pwd)
 cc -O2 -Wall -o "$work/memcpy" "$repo/bench/memcpy.c"
-"$rckpt" compile cc -O2 -Wall -o "$work/touch" "$repo/bench/touch.c"
+"$rckpt" compile cc "${m32[@]}" -O2 -Wall -o "$work/touch" "$repo/bench/touch.c"
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 fs=$(findmnt -n -o FSTYPE,SOURCE -T "$work" 2>/dev/null || df -T "$work" | awk 'NR == 2 { print $2, $1 }')
 tfs=$(findmnt -n -o FSTYPE,SOURCE -T "$target" 2>/dev/null || df -T "$target" | awk 'NR == 2 { print $2, $1 }')
 note "machine:   $(uname -srm), ${cpu:-unknown CPU}, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+bits=64
+if ((${#m32[@]})); then bits=32; fi
+note "program:   bench/touch.c relinked with rckpt compile, ${bits}-bit"
 note "directory: $work ($fs; target/ is on $tfs)"
 note "runs:      $runs per measurement, median shown; MB = 10^6 bytes"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -278,9 +289,11 @@ for s in "${sizes[@]}"; do
     for i in $(seq "$runs"); do pause_run "$key" "$s" "$i" none; done
 done
 note ""
-note "-- sparse: 8 GiB mapped (MAP_NORESERVE), 16 MiB touched: checkpoint and restart"
-keys+=(sparse)
-for i in $(seq "$runs"); do ckpt_and_restart sparse sparse "$i"; done
+if ((${#m32[@]} == 0)); then
+    note "-- sparse: 8 GiB mapped (MAP_NORESERVE), 16 MiB touched: checkpoint and restart"
+    keys+=(sparse)
+    for i in $(seq "$runs"); do ckpt_and_restart sparse sparse "$i"; done
+fi
 
 # ---------------------------------------------------------------- table
 # shellcheck disable=SC2086 # the raw values are space-separated on purpose
@@ -312,8 +325,10 @@ for key in "${keys[@]}"; do
         "$(med "$key.ckpt_wall")" "$rms" "$(mbps "$bytes" "$rms")" "$(med "$key.gap")" "$(med "$key.gap0")"
 done
 note ""
-note "image size, sparse 8 GiB mapped / 16 MiB touched: $(mib "$(med sparse.apparent)") MiB apparent," \
-    "$(mib "$(med sparse.alloc)") MiB allocated (du)"
+if ((${#m32[@]} == 0)); then
+    note "image size, sparse 8 GiB mapped / 16 MiB touched: $(mib "$(med sparse.apparent)") MiB apparent," \
+        "$(mib "$(med sparse.alloc)") MiB allocated (du)"
+fi
 for key in "${keys[@]}"; do
     [[ $key == sparse ]] && continue
     note "image size, $(label "$key") resident: $(mib "$(med "$key.apparent")") MiB apparent," \
