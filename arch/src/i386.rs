@@ -9,7 +9,7 @@
 //! frame at `sp - 4`; the frame is pretcode, sig, pinfo, puc, siginfo, uc).
 
 pub use crate::x86_common::*;
-use crate::x86_common::{rd, FP_XSTATE_MAGIC1};
+use crate::x86_common::{fpstate_from_fxsave, rd};
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "i386";
@@ -122,14 +122,9 @@ pub unsafe fn fpstate_from_ucontext(uc: *const u8) -> Option<FpState> {
     }
     // SAFETY: with FXSR the fxsave image follows the fnsave image.
     let fx = unsafe { p.add(FNSAVE_SIZE) };
-    let m1: u32 = unsafe { rd(fx, FX_SW_OFFSET) };
-    if m1 != FP_XSTATE_MAGIC1 {
-        return Some(FpState { ptr: fx, len: FXSAVE_SIZE, xfeatures: 0b11, legacy: p, legacy_len: PRFPREG_SIZE });
-    }
-    // SAFETY: struct _fpx_sw_bytes inside the fxsave image.
-    let xfeatures: u64 = unsafe { rd(fx, FX_SW_OFFSET + 8) };
-    let xstate_size: u32 = unsafe { rd(fx, FX_SW_OFFSET + 16) };
-    Some(FpState { ptr: fx, len: xstate_size as usize, xfeatures, legacy: p, legacy_len: PRFPREG_SIZE })
+    // SAFETY: the kernel wrote the fxsave image (and any xsave area) at
+    // `fx`; NT_PRFPREG is the fnsave image before it.
+    Some(unsafe { fpstate_from_fxsave(fx, p, PRFPREG_SIZE) })
 }
 
 /// # Safety

@@ -7,7 +7,7 @@
 //! frame at `sp - 8`, so the caller points `sp` at the ucontext).
 
 pub use crate::x86_common::*;
-use crate::x86_common::{rd, FP_XSTATE_MAGIC1};
+use crate::x86_common::{fpstate_from_fxsave, rd};
 use core::arch::{asm, naked_asm};
 
 pub const NAME: &str = "x86_64";
@@ -124,15 +124,9 @@ pub unsafe fn fpstate_from_ucontext(uc: *const u8) -> Option<FpState> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: the kernel wrote at least the 512-byte fxsave area at `p`.
-    let magic: u32 = unsafe { rd(p, FX_SW_OFFSET) };
-    if magic != FP_XSTATE_MAGIC1 {
-        return Some(FpState { ptr: p, len: FXSAVE_SIZE, xfeatures: 0b11, legacy: p, legacy_len: FXSAVE_SIZE });
-    }
-    // SAFETY: struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
-    let xfeatures: u64 = unsafe { rd(p, FX_SW_OFFSET + 8) };
-    let xstate_size: u32 = unsafe { rd(p, FX_SW_OFFSET + 16) };
-    Some(FpState { ptr: p, len: xstate_size as usize, xfeatures, legacy: p, legacy_len: FXSAVE_SIZE })
+    // SAFETY: the kernel wrote the fxsave area (and any xsave area) at `p`;
+    // on x86_64 NT_PRFPREG is that fxsave area.
+    Some(unsafe { fpstate_from_fxsave(p, p, FXSAVE_SIZE) })
 }
 
 /// The signal mask the interrupted code ran with (restored by sigreturn).

@@ -14,7 +14,7 @@ pub const RSEQ_SIG: u32 = 0x5305_3053;
 pub const RSEQ_LEN: u32 = 32;
 
 /// `FP_XSTATE_MAGIC1`: the fxsave area's software bytes describe an xsave area.
-pub(crate) const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 /// Offset of the software-reserved bytes inside the 512-byte fxsave area.
 pub const FX_SW_OFFSET: usize = 464;
 /// Size of the legacy fxsave area (`NT_PRFPREG` on x86_64).
@@ -41,6 +41,25 @@ pub(crate) unsafe fn rd<T: Copy>(base: *const u8, off: usize) -> T {
     // SAFETY: callers pass a pointer to a kernel-built ucontext or fpstate
     // and offsets inside it; reads are unaligned-safe.
     unsafe { core::ptr::read_unaligned(base.add(off) as *const T) }
+}
+
+/// The state in an fxsave area `fx` the kernel wrote into a signal frame:
+/// the whole xsave area when its software bytes say there is one, else the
+/// 512-byte fxsave area; `legacy` is what `NT_PRFPREG` holds.
+///
+/// # Safety
+/// `fx` must point to the fxsave area of a kernel-built signal frame (at
+/// least 512 bytes, followed by the xsave area the software bytes describe).
+pub(crate) unsafe fn fpstate_from_fxsave(fx: *const u8, legacy: *const u8, legacy_len: usize) -> FpState {
+    // SAFETY: the software bytes lie inside the 512-byte fxsave area.
+    let magic: u32 = unsafe { rd(fx, FX_SW_OFFSET) };
+    if magic != FP_XSTATE_MAGIC1 {
+        return FpState { ptr: fx, len: FXSAVE_SIZE, xfeatures: 0b11, legacy, legacy_len };
+    }
+    // SAFETY: struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
+    let xfeatures: u64 = unsafe { rd(fx, FX_SW_OFFSET + 8) };
+    let xstate_size: u32 = unsafe { rd(fx, FX_SW_OFFSET + 16) };
+    FpState { ptr: fx, len: xstate_size as usize, xfeatures, legacy, legacy_len }
 }
 
 fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
