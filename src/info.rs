@@ -162,20 +162,13 @@ fn xfeature_names(mask: u64) -> Vec<&'static str> {
 pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
-    let mut head = vec![0u8; (len as usize).min(64 << 20)];
+    // The same head the loader reads (at most MAX_HEAD bytes), the same
+    // validation, the same checksums: the same verdict.
+    let mut head = vec![0u8; len.min(image::MAX_HEAD) as usize];
     image::read_exact(file.as_raw_fd(), &mut head, 0).map_err(|e| format!("{}: {}", path.display(), describe(e)))?;
     let img = Image::parse(&head, len).map_err(|e| format!("{}: {}", path.display(), describe(e)))?;
     let h = img.header;
-
-    // Integrity: the seal was checked by parse; now every segment.
-    let mut buf = vec![0u8; 1 << 20];
-    let mut integrity = Ok(());
-    for i in 0..img.nseg() {
-        if let Err(e) = image::verify_segment(&img, file.as_raw_fd(), i, &mut buf) {
-            integrity = Err(describe(e));
-            break;
-        }
-    }
+    let integrity = image::verify_data(&img, file.as_raw_fd(), &mut vec![0u8; 1 << 20]).map_err(describe);
 
     let names = file_names(&img);
     let (prog, args) = psinfo(&img);

@@ -17,13 +17,14 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::AtomicU64;
 use rckpt_rt_core::flags::{MODE_OFF, MODE_ON, MODE_ONCE, WARN_KINDS};
+use rckpt_rt_core::image;
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::restore::{self, Buffers, Options};
 use rckpt_rt_core::sys;
 
 const STACK_SIZE: usize = 1 << 20;
 static mut STACK: [u8; STACK_SIZE] = [0; STACK_SIZE];
-static mut HEAD: [u8; 8 << 20] = [0; 8 << 20];
+static mut HEAD: [u8; image::MAX_HEAD as usize] = [0; image::MAX_HEAD as usize];
 static mut MAPS: [u8; 2 << 20] = [0; 2 << 20];
 static mut IO: [u8; 1 << 20] = [0; 1 << 20];
 static mut PLACED: [u64; 128] = [0; 128];

@@ -187,14 +187,19 @@ pub fn write_phdr(c: &mut Cursor, class: Class, p: &Phdr) {
     }
 }
 
+/// `len` bytes at `o`, or `None` when they are not all inside `b` (checked
+/// arithmetic: `o` may come from a file and be anything).
+fn field(b: &[u8], o: usize, len: usize) -> Option<&[u8]> {
+    b.get(o..o.checked_add(len)?)
+}
 fn rd_u16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(field(b, o, 2)?.try_into().ok()?))
 }
 pub fn rd_u32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(field(b, o, 4)?.try_into().ok()?))
 }
 pub fn rd_u64(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(field(b, o, 8)?.try_into().ok()?))
 }
 pub fn rd_word(b: &[u8], o: usize, c: Class) -> Option<u64> {
     match c {
@@ -232,6 +237,7 @@ pub fn read_ehdr(b: &[u8]) -> Option<Ehdr> {
 }
 
 pub fn read_phdr(b: &[u8], class: Class, o: usize) -> Option<Phdr> {
+    field(b, o, class.phdr_size())?;
     Some(match class {
         Class::Elf64 => Phdr {
             p_type: rd_u32(b, o)?,
@@ -281,28 +287,42 @@ impl<'a> Notes<'a> {
 impl<'a> Iterator for Notes<'a> {
     type Item = Note<'a>;
     fn next(&mut self) -> Option<Note<'a>> {
-        if self.pos + 12 > self.area.len() {
+        if self.pos >= self.area.len() {
             return None;
         }
-        let at = self.pos;
-        let namesz = rd_u32(self.area, at)? as usize;
-        let descsz = rd_u32(self.area, at + 4)? as usize;
-        let ty = rd_u32(self.area, at + 8)?;
-        let name_end = at + 12 + namesz;
-        let desc_at = at + 12 + ((namesz + 3) & !3);
-        let desc_end = desc_at.checked_add(descsz);
-        match desc_end {
-            Some(end) if end <= self.area.len() && name_end <= self.area.len() => {
-                let name = &self.area[at + 12..name_end];
-                let name = name.strip_suffix(&[0]).unwrap_or(name);
-                self.pos = (end + 3) & !3;
-                Some(Note { name, ty, desc: &self.area[desc_at..end], header_at: at })
+        let n = self.at(self.pos);
+        match n {
+            Some((note, next)) => {
+                self.pos = next;
+                Some(note)
             }
-            _ => {
+            None => {
                 self.malformed = true;
                 self.pos = self.area.len();
                 None
             }
         }
     }
+}
+
+impl<'a> Notes<'a> {
+    /// The note whose header is at `at`, and where the next one starts;
+    /// `None` if any part of it lies outside the area (every size from the
+    /// file goes through checked arithmetic: a 32-bit reader too).
+    fn at(&self, at: usize) -> Option<(Note<'a>, usize)> {
+        let namesz = rd_u32(self.area, at)? as usize;
+        let descsz = rd_u32(self.area, at.checked_add(4)?)? as usize;
+        let ty = rd_u32(self.area, at.checked_add(8)?)?;
+        let name_at = at.checked_add(12)?;
+        let name = field(self.area, name_at, namesz)?;
+        let desc_at = align4(name_at.checked_add(namesz)?)?;
+        let desc = field(self.area, desc_at, descsz)?;
+        let next = align4(desc_at + descsz)?.min(self.area.len());
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        Some((Note { name, ty, desc, header_at: at }, next))
+    }
+}
+
+fn align4(v: usize) -> Option<usize> {
+    Some(v.checked_add(3)? & !3)
 }

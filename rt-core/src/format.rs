@@ -130,6 +130,9 @@ pub mod seg_kind {
     /// A `MAP_SHARED` mapping of a file: no data stored (the file holds
     /// it); a restart maps the file again (`NT_RCKPT_MAPFILES`).
     pub const SHARED_FILE: u32 = 6;
+    pub fn known(k: u32) -> bool {
+        k <= SHARED_FILE
+    }
     pub fn name(k: u32) -> &'static str {
         match k {
             VDSO => "vdso",
@@ -170,6 +173,9 @@ pub mod fd_kind {
     pub const CHR: u32 = 3;
     /// Pipe, socket, anonymous inode...: not restored.
     pub const OTHER: u32 = 4;
+    pub fn known(k: u32) -> bool {
+        (REG..=OTHER).contains(&k)
+    }
     pub fn name(k: u32) -> &'static str {
         match k {
             REG => "file",

@@ -27,6 +27,12 @@ pub enum ImageError {
     Version(u32),
     Seal,
     SegMismatch(usize),
+    /// A segment says something no process could have had.
+    BadSegment {
+        seg: usize,
+        vaddr: u64,
+        what: &'static str,
+    },
     Checksum {
         seg: usize,
         vaddr: u64,
@@ -41,7 +47,7 @@ impl ImageError {
             ImageError::NotElf => l.t("not a checkpoint image (not an ELF file)"),
             ImageError::NotCore => l.t("not a checkpoint image (an ELF file, but not a core file)"),
             ImageError::Truncated { need, have } => l.t("truncated image: needs ").u(need).t(" bytes, the file has ").u(have),
-            ImageError::HeaderTooLarge(n) => l.t("image headers too large (").u(n).t(" bytes)"),
+            ImageError::HeaderTooLarge(n) => l.t("corrupt image: headers and notes of ").u(n).t(" bytes (at most ").u(MAX_HEAD).t(")"),
             ImageError::Malformed(what) => l.t("corrupt image: ").t(what),
             ImageError::NotRckpt => l.t("not an rckpt image (an ELF core file without rckpt notes)"),
             ImageError::Version(v) => {
@@ -51,10 +57,45 @@ impl ImageError {
             ImageError::SegMismatch(i) => {
                 l.t("corrupt image: program header of segment ").u(i as u64).t(" disagrees with the segment table")
             }
+            ImageError::BadSegment { seg, vaddr, what } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") ").t(what),
             ImageError::Checksum { seg, vaddr } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") fails its checksum"),
         };
     }
 }
+
+/// The most bytes of headers and notes any reader accepts (the loader's
+/// buffer): `rckpt info` and the loader refuse the same images.
+pub const MAX_HEAD: u64 = 8 << 20;
+/// The most segments an image may have.
+pub const MAX_SEGS: usize = 8192;
+/// The lowest address a segment or an mm field may have: Linux's default
+/// `vm.mmap_min_addr`; nothing a process maps lies below it.
+pub const MIN_ADDR: u64 = 0x10000;
+
+/// The end of user address space for processes of an image's class (x86
+/// with 4-level paging; a 32-bit process on a 64-bit kernel).
+pub fn user_max(class: Class) -> u64 {
+    match class {
+        Class::Elf64 => 0x7fff_ffff_f000,
+        Class::Elf32 => 0xffff_e000,
+    }
+}
+
+/// The checkpoint handler's signal frame around `uc_addr` that the restore
+/// tail's `rt_sigreturn` reads: bytes below the ucontext (return address,
+/// and on i386 the signal number, pointers and siginfo) and the kernel's
+/// `struct ucontext` itself.
+fn sigframe(class: Class, uc: u64) -> Option<(u64, u64)> {
+    let (below, size) = match class {
+        Class::Elf64 => (8, 304),
+        Class::Elf32 => (144, 116),
+    };
+    Some((uc.checked_sub(below)?, uc.checked_add(size)?))
+}
+
+/// Largest `/proc/self/auxv` the kernel takes back (`PR_SET_MM_MAP` checks
+/// against `mm->saved_auxv`, AT_VECTOR_SIZE words of 8 bytes on x86_64).
+const MAX_AUXV: usize = 52 * 8;
 
 /// A parsed image head.
 pub struct Image<'a> {
@@ -68,6 +109,8 @@ pub struct Image<'a> {
     phnum: usize,
     notes_off: usize,
     notes_len: usize,
+    /// Where segment data may start: the end of the headers, page aligned.
+    data_start: u64,
     segs: &'a [u8],
     fds: &'a [u8],
     sigs: &'a [u8],
@@ -80,22 +123,68 @@ pub struct Image<'a> {
 }
 
 /// How many bytes of the head [`Image::parse`] needs, from the ELF header
-/// alone (`None` if this is not an ELF file).
-pub fn head_len(first: &[u8]) -> Option<u64> {
-    let e = elf::read_ehdr(first)?;
-    let ph_end = e.phoff + e.phnum as u64 * e.phentsize as u64;
-    let p = elf::read_phdr(first, e.class, e.phoff as usize).filter(|p| p.p_type == elf::PT_NOTE);
-    Some(match p {
-        Some(p) => ph_end.max(p.offset + p.filesz),
-        None => ph_end,
-    })
+/// alone: through the program headers and the note area (checked
+/// arithmetic; an image whose head would pass [`MAX_HEAD`] is refused).
+pub fn head_len(first: &[u8]) -> Result<u64, ImageError> {
+    let e = elf::read_ehdr(first).ok_or(ImageError::NotElf)?;
+    let ph_len = e.phnum as u64 * e.phentsize as u64;
+    let ph_end = e.phoff.checked_add(ph_len).ok_or(ImageError::Malformed("program header offset"))?;
+    if ph_end > MAX_HEAD {
+        return Err(ImageError::HeaderTooLarge(ph_end));
+    }
+    let Some(p) = elf::read_phdr(first, e.class, e.phoff as usize).filter(|p| p.p_type == elf::PT_NOTE) else {
+        return Ok(ph_end);
+    };
+    let notes_end = p.offset.checked_add(p.filesz).ok_or(ImageError::Malformed("note area offset"))?;
+    if notes_end > MAX_HEAD {
+        return Err(ImageError::HeaderTooLarge(notes_end));
+    }
+    Ok(ph_end.max(notes_end))
+}
+
+/// The notes rckpt reads, by kind.
+#[derive(Default)]
+struct Found<'a> {
+    header: Option<ImageHeader>,
+    seal: Option<Note<'a>>,
 }
 
 impl<'a> Image<'a> {
-    /// Validate everything but the segment data: ELF structure, rckpt
-    /// header and version, the seal over headers and notes, the segment
-    /// table against the program headers, and the file's length.
+    /// The one validation every reader (`rckpt info`, `rckpt-loader
+    /// --check`, the loader) runs before it trusts anything: ELF structure,
+    /// rckpt header and version, the seal over headers and notes, and then
+    /// what the sealed notes say (a seal only proves the bytes are what a
+    /// writer wrote): segments inside the address space, in order, not
+    /// overlapping, their data inside the file; the addresses the restore
+    /// jumps through inside stored segments that can hold them; mm fields,
+    /// the vDSO block, descriptor and mapped-file tables, working directory
+    /// and auxv as the kernel will take them. Segment data is checked by
+    /// [`verify_segment`] (or by the loader as it reads it).
     pub fn parse(head: &'a [u8], file_size: u64) -> Result<Image<'a>, ImageError> {
+        let mut img = Self::layout(head, file_size)?;
+        let found = img.read_notes()?;
+        let Some(seal) = found.seal else { return Err(ImageError::Malformed("no seal note")) };
+        let s: Seal = pod_read(seal.desc, 0).ok_or(ImageError::Malformed("seal note"))?;
+        let sealed = img.notes_off + seal.header_at;
+        if hash::xxh64(&head[..sealed], SEAL_SEED) != s.hash {
+            return Err(ImageError::Seal);
+        }
+        // From here on the notes are what a writer wrote; check what they say.
+        img.header = found.header.ok_or(ImageError::NotRckpt)?;
+        img.check_tables()?;
+        img.check_segments()?;
+        img.check_addresses()?;
+        img.check_mm()?;
+        img.check_vdso()?;
+        img.check_fds()?;
+        img.check_mapfiles()?;
+        img.check_cwd_auxv()?;
+        Ok(img)
+    }
+
+    /// ELF header, program header table and note area: where they are,
+    /// and that they lie inside both the file and `head`.
+    fn layout(head: &'a [u8], file_size: u64) -> Result<Image<'a>, ImageError> {
         if file_size < 64 || head.len() < 52 {
             return Err(ImageError::TooSmall(file_size));
         }
@@ -106,15 +195,17 @@ impl<'a> Image<'a> {
         if e.phentsize as usize != e.class.phdr_size() {
             return Err(ImageError::Malformed("program header size"));
         }
-        let need = head_len(head).ok_or(ImageError::NotElf)?;
+        let need = head_len(head)?;
         if need > file_size {
             return Err(ImageError::Truncated { need, have: file_size });
         }
         if need > head.len() as u64 {
             return Err(ImageError::HeaderTooLarge(need));
         }
+        // Both ranges are inside `head` (need <= head.len()), so the casts
+        // below lose nothing.
         let note = elf::read_phdr(head, e.class, e.phoff as usize).filter(|p| p.p_type == elf::PT_NOTE).ok_or(ImageError::NotRckpt)?;
-        let mut img = Image {
+        Ok(Image {
             head,
             class: e.class,
             machine: e.machine,
@@ -125,6 +216,7 @@ impl<'a> Image<'a> {
             phnum: e.phnum as usize,
             notes_off: note.offset as usize,
             notes_len: note.filesz as usize,
+            data_start: page_up(need),
             segs: &[],
             fds: &[],
             sigs: &[],
@@ -132,12 +224,16 @@ impl<'a> Image<'a> {
             timers: &[],
             mapfiles: &[],
             auxv: &[],
-        };
-        let mut have_header = false;
-        let mut seal: Option<Note> = None;
-        let mut notes = Notes::new(img.notes());
+        })
+    }
+
+    /// Walk the notes once, keeping the ones rckpt reads; the seal must be
+    /// the last.
+    fn read_notes(&mut self) -> Result<Found<'a>, ImageError> {
+        let mut found = Found::default();
+        let mut notes = Notes::new(self.notes());
         for n in &mut notes {
-            if seal.is_some() {
+            if found.seal.is_some() {
                 return Err(ImageError::Malformed("notes after the seal"));
             }
             match (n.name, n.ty) {
@@ -149,62 +245,268 @@ impl<'a> Image<'a> {
                     if h.version != FORMAT_VERSION {
                         return Err(ImageError::Version(h.version));
                     }
-                    img.header = h;
-                    have_header = true;
+                    found.header = Some(h);
                 }
-                (NOTE_RCKPT, NT_RCKPT_SEGS) => img.segs = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_FDS) => img.fds = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_SIGS) => img.sigs = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_CWD) => img.cwd = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_TIMERS) => img.timers = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_MAPFILES) => img.mapfiles = n.desc,
-                (NOTE_RCKPT, NT_RCKPT_SEAL) => seal = Some(n),
-                (NOTE_CORE, NT_AUXV) => img.auxv = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_SEGS) => self.segs = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_FDS) => self.fds = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_SIGS) => self.sigs = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_CWD) => self.cwd = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_TIMERS) => self.timers = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_MAPFILES) => self.mapfiles = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_SEAL) => found.seal = Some(n),
+                (NOTE_CORE, NT_AUXV) => self.auxv = n.desc,
                 _ => {}
             }
         }
         if notes.malformed {
-            return Err(if have_header { ImageError::Seal } else { ImageError::Malformed("note table") });
+            return Err(if found.header.is_some() { ImageError::Seal } else { ImageError::Malformed("note table") });
         }
-        if !have_header {
+        if found.header.is_none() {
             return Err(ImageError::NotRckpt);
         }
-        let seal = seal.ok_or(ImageError::Malformed("no seal note"))?;
-        let s: Seal = pod_read(seal.desc, 0).ok_or(ImageError::Malformed("seal note"))?;
-        let sealed = img.notes_off + seal.header_at;
-        if hash::xxh64(&head[..sealed], SEAL_SEED) != s.hash {
-            return Err(ImageError::Seal);
+        Ok(found)
+    }
+
+    /// Table sizes agree with the header and with each other.
+    fn check_tables(&self) -> Result<(), ImageError> {
+        let h = &self.header;
+        let nseg = h.nseg as usize;
+        if h.machine != self.machine as u32 {
+            return Err(ImageError::Malformed("the header's architecture differs from the ELF header's"));
         }
-        // From here on the notes are what the writer wrote.
-        let nseg = img.header.nseg as usize;
-        if img.segs.len() != nseg * core::mem::size_of::<SegDesc>()
-            || img.phnum != nseg + 1
-            || img.sigs.len() != 64 * core::mem::size_of::<SigDesc>()
-            || !(img.timers.is_empty() || img.timers.len() == 3 * core::mem::size_of::<TimerDesc>())
+        if nseg > MAX_SEGS {
+            return Err(ImageError::Malformed("too many segments"));
+        }
+        if self.segs.len() != nseg * core::mem::size_of::<SegDesc>()
+            || self.phnum != nseg + 1
+            || self.sigs.len() != 64 * core::mem::size_of::<SigDesc>()
+            || !(self.timers.is_empty() || self.timers.len() == 3 * core::mem::size_of::<TimerDesc>())
         {
             return Err(ImageError::Malformed("segment, signal or timer table size"));
         }
-        for i in 0..nseg {
-            let d = img.seg(i);
-            let p = img.phdr(i + 1).ok_or(ImageError::SegMismatch(i))?;
+        Ok(())
+    }
+
+    /// Each segment against its program header; all of them inside user
+    /// space, page aligned, in address order without overlap; their data
+    /// after the headers, inside the file, in file order without overlap.
+    fn check_segments(&self) -> Result<(), ImageError> {
+        let top = user_max(self.class);
+        let mut prev_end = 0u64;
+        let mut data_end = self.data_start;
+        let mut vdsos = 0;
+        for i in 0..self.nseg() {
+            let d = self.seg(i);
+            let p = self.phdr(i + 1).ok_or(ImageError::SegMismatch(i))?;
             let filesz = if p.filesz == 0 { 0 } else { d.len };
-            if p.p_type != elf::PT_LOAD
-                || p.vaddr != d.vaddr
-                || p.memsz != d.len
-                || p.filesz != filesz
-                || p.offset != d.file_off
-                || !d.file_off.is_multiple_of(PAGE_SIZE)
-                || !d.vaddr.is_multiple_of(PAGE_SIZE)
-                || !d.len.is_multiple_of(PAGE_SIZE)
-            {
+            if p.p_type != elf::PT_LOAD || p.vaddr != d.vaddr || p.memsz != d.len || p.filesz != filesz || p.offset != d.file_off {
                 return Err(ImageError::SegMismatch(i));
             }
-            let end = d.file_off + filesz;
-            if end > file_size {
-                return Err(ImageError::Truncated { need: end, have: file_size });
+            let bad = |what| ImageError::BadSegment { seg: i, vaddr: d.vaddr, what };
+            if d.len == 0 || !d.vaddr.is_multiple_of(PAGE_SIZE) || !d.len.is_multiple_of(PAGE_SIZE) || !d.file_off.is_multiple_of(PAGE_SIZE)
+            {
+                return Err(bad("is not page aligned"));
+            }
+            let end = d.vaddr.checked_add(d.len).ok_or(bad("ends past the address space"))?;
+            if d.vaddr < MIN_ADDR {
+                return Err(bad("lies below the lowest address a process can map"));
+            }
+            if end > top {
+                return Err(bad("lies outside user address space"));
+            }
+            if d.vaddr < prev_end {
+                return Err(bad("overlaps the segment before it"));
+            }
+            prev_end = end;
+            if d.prot & !(sys::PROT_READ | sys::PROT_WRITE | sys::PROT_EXEC) != 0 {
+                return Err(bad("has unknown protection bits"));
+            }
+            if !seg_kind::known(d.kind) {
+                return Err(bad("has an unknown kind"));
+            }
+            if d.stored > d.len {
+                return Err(bad("stores more than its length"));
+            }
+            if d.kind == seg_kind::VDSO {
+                vdsos += 1;
+            }
+            if d.kind == seg_kind::SHARED_FILE && filesz != 0 {
+                return Err(bad("maps a file but has data in the image"));
+            }
+            if filesz != 0 {
+                if d.file_off < data_end {
+                    return Err(bad("has its data over the headers or another segment's data"));
+                }
+                data_end = d.file_off.checked_add(d.len).ok_or(bad("has its data past the end of the file"))?;
+                if data_end > self.file_size {
+                    return Err(ImageError::Truncated { need: data_end, have: self.file_size });
+                }
             }
         }
-        Ok(img)
+        if vdsos > 1 {
+            return Err(ImageError::Malformed("more than one vDSO segment"));
+        }
+        Ok(())
+    }
+
+    /// The index of the segment holding all of `[s, e)`, if one does.
+    pub fn seg_holding(&self, s: u64, e: u64) -> Option<usize> {
+        (0..self.nseg()).find(|&i| {
+            let d = self.seg(i);
+            d.vaddr <= s && e <= d.vaddr + d.len
+        })
+    }
+
+    /// `[s, e)` lies in one segment that has data in the image and the
+    /// protection bits `prot` (not the vDSO's copy, which is never restored).
+    fn stored_with(&self, s: u64, e: u64, prot: u32) -> bool {
+        self.seg_holding(s, e).is_some_and(|i| {
+            let d = self.seg(i);
+            d.prot & prot == prot && self.seg_has_data(i) && d.kind != seg_kind::VDSO
+        })
+    }
+
+    /// What the loader and the restore tail write or jump through: the
+    /// signal frame, the restart patch block, glibc's rseq area (written),
+    /// and the restore tail (executed).
+    fn check_addresses(&self) -> Result<(), ImageError> {
+        let h = &self.header;
+        let rw = sys::PROT_READ | sys::PROT_WRITE;
+        let frame = sigframe(self.class, h.uc_addr).ok_or(ImageError::Malformed("signal frame address"))?;
+        if !self.stored_with(frame.0, frame.1, rw) {
+            return Err(ImageError::Malformed("the signal frame is not in a stored writable segment"));
+        }
+        let patch_end = h.patch_addr.checked_add(core::mem::size_of::<RestartPatch>() as u64);
+        if !patch_end.is_some_and(|e| self.stored_with(h.patch_addr, e, rw)) {
+            return Err(ImageError::Malformed("the restart block is not in a stored writable segment"));
+        }
+        if !h.tail_addr.checked_add(1).is_some_and(|e| self.stored_with(h.tail_addr, e, sys::PROT_READ | sys::PROT_EXEC)) {
+            return Err(ImageError::Malformed("the restore code is not in a stored executable segment"));
+        }
+        if h.rseq_len != 0 {
+            let end = h.rseq_addr.checked_add(h.rseq_len as u64);
+            if h.rseq_len < 32
+                || h.rseq_len > 4096
+                || !h.rseq_addr.is_multiple_of(32)
+                || !end.is_some_and(|e| self.stored_with(h.rseq_addr, e, rw))
+            {
+                return Err(ImageError::Malformed("the rseq area is not in a stored writable segment"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address-space fields as `PR_SET_MM_MAP` will check them: inside
+    /// user space and in order (the loader also tries them before the point
+    /// of no return, against this kernel's own limits).
+    fn check_mm(&self) -> Result<(), ImageError> {
+        let m = &self.header.mm;
+        let top = user_max(self.class);
+        let all = [
+            m.start_code,
+            m.end_code,
+            m.start_data,
+            m.end_data,
+            m.start_brk,
+            m.brk,
+            m.start_stack,
+            m.arg_start,
+            m.arg_end,
+            m.env_start,
+            m.env_end,
+        ];
+        let ordered = m.start_code < m.end_code
+            && m.start_data <= m.end_data
+            && m.start_brk <= m.brk
+            && m.arg_start <= m.arg_end
+            && m.env_start <= m.env_end;
+        if all.iter().any(|&v| !(MIN_ADDR..top).contains(&v)) || !ordered {
+            return Err(ImageError::Malformed("the address-space layout (mm fields) is impossible"));
+        }
+        Ok(())
+    }
+
+    /// The vDSO block: page aligned inside user space, the vDSO inside it,
+    /// no segment but the vDSO's copy inside it, and that copy exactly
+    /// where the vDSO was.
+    fn check_vdso(&self) -> Result<(), ImageError> {
+        let h = &self.header;
+        let copy = (0..self.nseg()).map(|i| self.seg(i)).find(|d| d.kind == seg_kind::VDSO);
+        if h.vdso_block_len == 0 {
+            return if copy.is_none() { Ok(()) } else { Err(ImageError::Malformed("a vDSO segment but no vDSO block")) };
+        }
+        let bad = Err(ImageError::Malformed("the vDSO block cannot be moved into place"));
+        let Some(end) = h.vdso_block.checked_add(h.vdso_block_len) else { return bad };
+        let vdso_end = h.vdso_off.checked_add(h.vdso_len);
+        let aligned = [h.vdso_block, h.vdso_block_len, h.vdso_off, h.vdso_len].iter().all(|v| v.is_multiple_of(PAGE_SIZE));
+        if !aligned
+            || h.vdso_block < MIN_ADDR
+            || end > user_max(self.class)
+            || h.vdso_len == 0
+            || vdso_end.is_none_or(|e| e > h.vdso_block_len)
+        {
+            return bad;
+        }
+        for i in 0..self.nseg() {
+            let d = self.seg(i);
+            if d.kind != seg_kind::VDSO && d.vaddr < end && d.vaddr + d.len > h.vdso_block {
+                return Err(ImageError::BadSegment { seg: i, vaddr: d.vaddr, what: "overlaps the vDSO block" });
+            }
+        }
+        match copy {
+            Some(d) if d.vaddr != h.vdso_block + h.vdso_off || d.len != h.vdso_len => bad,
+            _ => Ok(()),
+        }
+    }
+
+    /// The descriptor table: well-formed entries exactly filling the note,
+    /// as many as the header says, in increasing fd order, known kinds,
+    /// paths of sane length without NUL bytes.
+    fn check_fds(&self) -> Result<(), ImageError> {
+        let bad = Err(ImageError::Malformed("descriptor table"));
+        let mut n = 0u32;
+        let mut last = -1i64;
+        for e in entries::<FdDesc>(self.fds, |d| d.path_len) {
+            let Some((d, path)) = e else { return bad };
+            let fd = d.fd as i64;
+            if fd <= last || fd >= 1 << 30 || !fd_kind::known(d.kind) || !sane_path(path, d.kind != fd_kind::OTHER) {
+                return bad;
+            }
+            last = fd;
+            n += 1;
+        }
+        if n != self.header.nfd {
+            return bad;
+        }
+        Ok(())
+    }
+
+    /// The mapped-file table: one entry per `SHARED_FILE` segment, in
+    /// segment order, absolute paths, page-aligned offsets.
+    fn check_mapfiles(&self) -> Result<(), ImageError> {
+        let bad = Err(ImageError::Malformed("mapped-file table"));
+        let mut want = (0..self.nseg()).filter(|&i| self.seg(i).kind == seg_kind::SHARED_FILE);
+        for e in entries::<MapFileDesc>(self.mapfiles, |d| d.path_len) {
+            let Some((d, path)) = e else { return bad };
+            if want.next() != Some(d.seg as usize) || !d.offset.is_multiple_of(PAGE_SIZE) || !sane_path(path, true) {
+                return bad;
+            }
+        }
+        if want.next().is_some() {
+            return Err(ImageError::Malformed("a shared file mapping without its file"));
+        }
+        Ok(())
+    }
+
+    fn check_cwd_auxv(&self) -> Result<(), ImageError> {
+        if !sane_path(self.cwd, true) {
+            return Err(ImageError::Malformed("working directory"));
+        }
+        let pair = 2 * self.class.word();
+        if self.auxv.is_empty() || !self.auxv.len().is_multiple_of(pair) || self.auxv.len() > MAX_AUXV {
+            return Err(ImageError::Malformed("auxiliary vector"));
+        }
+        Ok(())
     }
 
     fn notes(&self) -> &'a [u8] {
@@ -217,7 +519,7 @@ impl<'a> Image<'a> {
     }
 
     pub fn phdr(&self, i: usize) -> Option<Phdr> {
-        elf::read_phdr(self.head, self.class, self.phoff + i * self.phentsize)
+        elf::read_phdr(self.head, self.class, self.phoff.checked_add(i.checked_mul(self.phentsize)?)?)
     }
 
     pub fn nseg(&self) -> usize {
@@ -251,31 +553,49 @@ impl<'a> Image<'a> {
 
     /// The file and offset a `SHARED_FILE` segment maps.
     pub fn mapfile(&self, seg: usize) -> Option<(MapFileDesc, &'a [u8])> {
-        let b = self.mapfiles;
-        let mut pos = 0;
-        while let Some(d) = pod_read::<MapFileDesc>(b, pos) {
-            let start = pos + core::mem::size_of::<MapFileDesc>();
-            let path = b.get(start..start + d.path_len as usize)?;
-            if d.seg as usize == seg {
-                return Some((d, path));
-            }
-            pos = (start + d.path_len as usize + 7) & !7;
-        }
-        None
+        entries::<MapFileDesc>(self.mapfiles, |d| d.path_len).map_while(|e| e).find(|(d, _)| d.seg as usize == seg)
     }
 
     /// The recorded file descriptors with their paths.
     pub fn fds(&self) -> impl Iterator<Item = (FdDesc, &'a [u8])> {
-        let b = self.fds;
-        let mut pos = 0;
-        core::iter::from_fn(move || {
-            let d: FdDesc = pod_read(b, pos)?;
-            let start = pos + core::mem::size_of::<FdDesc>();
-            let path = b.get(start..start + d.path_len as usize)?;
-            pos = (start + d.path_len as usize + 7) & !7;
-            Some((d, path))
-        })
+        entries::<FdDesc>(self.fds, |d| d.path_len).map_while(|e| e)
     }
+}
+
+/// A path from a table: not empty, shorter than `PATH_MAX`, no NUL bytes,
+/// absolute if `absolute`.
+fn sane_path(p: &[u8], absolute: bool) -> bool {
+    !p.is_empty() && p.len() < sys::PATH_MAX && !p.contains(&0) && (!absolute || p[0] == b'/')
+}
+
+/// The entries of a table note: a fixed header `T` whose `len(&T)` bytes
+/// of path follow, then zero padding to 8 bytes. Yields `Some(entry)` for
+/// each well-formed one, then `None` once if the rest of the note is not a
+/// whole entry (and stops).
+fn entries<T: Copy>(b: &[u8], len: impl Fn(&T) -> u32) -> impl Iterator<Item = Option<(T, &[u8])>> {
+    let mut pos = 0usize;
+    core::iter::from_fn(move || {
+        if pos >= b.len() {
+            return None;
+        }
+        let one = (|| {
+            let d: T = pod_read(b, pos)?;
+            let start = pos.checked_add(core::mem::size_of::<T>())?;
+            let end = start.checked_add(len(&d) as usize)?;
+            let path = b.get(start..end)?;
+            Some((d, path, end.checked_add(7)? & !7))
+        })();
+        match one {
+            Some((d, path, next)) => {
+                pos = next;
+                Some(Some((d, path)))
+            }
+            None => {
+                pos = b.len();
+                Some(None)
+            }
+        }
+    })
 }
 
 /// Call `f(start, end)` for each page-rounded data extent of
@@ -327,6 +647,13 @@ pub fn verify_segment(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(
         return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
     }
     Ok(())
+}
+
+/// Checksum every segment's data through `buf`: with [`Image::parse`], the
+/// whole verdict on an image (`rckpt info`; the loader checks the same
+/// sums as it reads the data into place).
+pub fn verify_data(img: &Image, fd: Fd, buf: &mut [u8]) -> Result<(), ImageError> {
+    (0..img.nseg()).try_for_each(|i| verify_segment(img, fd, i, buf))
 }
 
 /// `pread` exactly `buf.len()` bytes at `off`.
