@@ -116,7 +116,7 @@ impl RestoreError<'_> {
 }
 
 const MAX_FDS: usize = 1024;
-pub const MAX_SEGS: usize = 8192;
+pub const MAX_SEGS: usize = image::MAX_SEGS;
 
 /// Scratch space the loader provides (static arrays in its .bss).
 pub struct Buffers<'a> {
@@ -416,7 +416,10 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     for i in 0..nseg {
         let d = img.seg(i);
         if d.kind == seg_kind::VDSO {
-            placed[i / 64] |= 1 << (i % 64); // the live vDSO goes there
+            // Never restored (the live vDSO goes there), but verified like
+            // every other segment: `rckpt info` gives the same verdict.
+            image::verify_segment(&img, fd, i, io)?;
+            placed[i / 64] |= 1 << (i % 64);
             continue;
         }
         if d.kind == seg_kind::SHARED_FILE {
@@ -475,6 +478,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     }
 
     read_bytes += read_pieces(&img, fd, &pieces[..npieces], sums, helper_stack)?;
+    dry_run(&img, fd, loader)?;
 
     let mut ckpt = CPath::new();
     match opts.ckpt {
@@ -920,25 +924,7 @@ impl<'a> Plan<'a> {
         }
 
         // 9. The kernel's view of the address space, and the task name.
-        let mut mm = PrctlMmMap {
-            start_code: h.mm.start_code,
-            end_code: h.mm.end_code,
-            start_data: h.mm.start_data,
-            end_data: h.mm.end_data,
-            start_brk: h.mm.start_brk,
-            brk: h.mm.brk,
-            start_stack: h.mm.start_stack,
-            arg_start: h.mm.arg_start,
-            arg_end: h.mm.arg_end,
-            env_start: h.mm.env_start,
-            env_end: h.mm.env_end,
-            auxv: self.img.auxv.as_ptr() as usize as u64,
-            auxv_size: self.img.auxv.len() as u32,
-            exe_fd: u32::MAX,
-        };
-        // SAFETY: PR_SET_MM_MAP reads the struct and the auxv array.
-        unsafe { sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0) }
-            .map_err(sys_err("prctl(PR_SET_MM_MAP)"))?;
+        set_mm(&self.img)?;
         let mut comm = [0u8; 17];
         comm[..16].copy_from_slice(&h.comm);
         // SAFETY: PR_SET_NAME reads at most 16 bytes.
@@ -1037,6 +1023,58 @@ impl<'a> Plan<'a> {
         // signal frame the checkpoint handler ran on.
         unsafe { arch::jump_to_tail(tail, tp.ops.as_ptr() as usize) }
     }
+}
+
+/// Before the point of no return, try what `commit` can no longer take
+/// back: the operation list of the restore tail must fit, and the kernel
+/// must accept the image's address-space fields and TLS state (both are
+/// set on the loader itself, which uses neither its mm fields nor TLS, and
+/// set again for real in `commit`).
+fn dry_run<'a>(img: &Image<'a>, fd: Fd, loader: (usize, usize)) -> Result<(), RestoreError<'a>> {
+    let mut ops = 8; // munmap, vm_write, rseq, close, the end, and spare
+    for i in 0..img.nseg() {
+        let d = img.seg(i);
+        if deferred(&d, loader) {
+            ops += 2;
+            if img.seg_has_data(i) {
+                image::for_each_extent(fd, d.file_off, d.len, |_, _| {
+                    ops += 1;
+                    Ok(())
+                })?;
+            }
+        }
+    }
+    if ops >= MAX_OPS {
+        return Err(RestoreError::TooMany("pieces of memory under the loader"));
+    }
+    set_mm(img)?;
+    // SAFETY: no loader code uses TLS; commit sets it again.
+    unsafe { arch::tls_restore(&img.header.tls) }.map_err(|e| RestoreError::Sys("the image's TLS state", Errno::new(-e as i32)))
+}
+
+/// `PR_SET_MM_MAP` with the image's layout and auxv.
+fn set_mm<'a>(img: &Image<'a>) -> Result<(), RestoreError<'a>> {
+    let m = &img.header.mm;
+    let mut mm = PrctlMmMap {
+        start_code: m.start_code,
+        end_code: m.end_code,
+        start_data: m.start_data,
+        end_data: m.end_data,
+        start_brk: m.start_brk,
+        brk: m.brk,
+        start_stack: m.start_stack,
+        arg_start: m.arg_start,
+        arg_end: m.arg_end,
+        env_start: m.env_start,
+        env_end: m.env_end,
+        auxv: img.auxv.as_ptr() as usize as u64,
+        auxv_size: img.auxv.len() as u32,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: PR_SET_MM_MAP reads the struct and the auxv array.
+    unsafe { sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0) }
+        .map(|_| ())
+        .map_err(sys_err("the image's address-space layout (prctl PR_SET_MM_MAP)"))
 }
 
 /// `struct prctl_mm_map` with the layout the kernel reads from 32- and
