@@ -280,59 +280,77 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
     let mut n = 0;
     let mut v = Vdso { block: usize::MAX, ..Default::default() };
     for (ls, le) in procfs::lines(text) {
-        let Some(m) = procfs::parse_map_line(text, ls, le) else {
+        let Some(line) = procfs::parse_map_line(text, ls, le) else {
             return Err(Failure::plain("cannot parse /proc/self/maps"));
         };
-        if m.start >= skip.0 && m.end <= skip.1 {
-            continue;
-        }
-        let name = m.name(text);
-        if name.starts_with(b"[vvar") || name == b"[vdso]" {
-            v.block = v.block.min(m.start);
-            v.block_end = v.block_end.max(m.end);
-            if name == b"[vdso]" {
-                v.vdso = m.start;
-                v.vdso_end = m.end;
-                // Kept in the image for debuggers (the vvar pages are not
-                // readable data); never restored from it.
-                if let Some(slot) = segs.get_mut(n) {
-                    *slot =
-                        Seg { map: m, kind: seg_kind::VDSO, prot: sys::PROT_READ | sys::PROT_EXEC, has_data: true, ..Default::default() };
-                    n += 1;
+        // The writer's own scratch memory is not the process's; the kernel
+        // may have merged it with a neighbouring anonymous mapping, so cut
+        // it out of whatever line holds it.
+        for m in outside(line, skip).into_iter().flatten() {
+            let name = m.name(text);
+            if name.starts_with(b"[vvar") || name == b"[vdso]" {
+                v.block = v.block.min(m.start);
+                v.block_end = v.block_end.max(m.end);
+                if name == b"[vdso]" {
+                    v.vdso = m.start;
+                    v.vdso_end = m.end;
+                    // Kept in the image for debuggers (the vvar pages are not
+                    // readable data); never restored from it.
+                    if let Some(slot) = segs.get_mut(n) {
+                        *slot = Seg {
+                            map: m,
+                            kind: seg_kind::VDSO,
+                            prot: sys::PROT_READ | sys::PROT_EXEC,
+                            has_data: true,
+                            ..Default::default()
+                        };
+                        n += 1;
+                    }
                 }
+                continue;
             }
-            continue;
+            if name == b"[vsyscall]" || m.start >= arch::USER_MAX {
+                continue;
+            }
+            // Shared anonymous memory, SysV shm and memfds show as deleted
+            // files: their contents are saved; a live file is mapped again.
+            let live_file = name.first() == Some(&b'/') && m.inode != 0 && !name.ends_with(b" (deleted)");
+            let kind = if m.shared && live_file {
+                seg_kind::SHARED_FILE
+            } else if m.shared {
+                seg_kind::SHARED
+            } else if name == b"[heap]" {
+                seg_kind::HEAP
+            } else if name == b"[stack]" {
+                seg_kind::STACK
+            } else if name.first() == Some(&b'/') && m.inode != 0 {
+                seg_kind::FILE
+            } else {
+                seg_kind::ANON
+            };
+            let prot = ((m.read as u32) * sys::PROT_READ) | ((m.write as u32) * sys::PROT_WRITE) | ((m.exec as u32) * sys::PROT_EXEC);
+            let Some(slot) = segs.get_mut(n) else {
+                return Err(Failure::plain("too many mappings"));
+            };
+            *slot = Seg { map: m, kind, prot, has_data: m.read && kind != seg_kind::SHARED_FILE, ..Default::default() };
+            n += 1;
         }
-        if name == b"[vsyscall]" || m.start >= arch::USER_MAX {
-            continue;
-        }
-        // Shared anonymous memory, SysV shm and memfds show as deleted
-        // files: their contents are saved; a live file is mapped again.
-        let live_file = name.first() == Some(&b'/') && m.inode != 0 && !name.ends_with(b" (deleted)");
-        let kind = if m.shared && live_file {
-            seg_kind::SHARED_FILE
-        } else if m.shared {
-            seg_kind::SHARED
-        } else if name == b"[heap]" {
-            seg_kind::HEAP
-        } else if name == b"[stack]" {
-            seg_kind::STACK
-        } else if name.first() == Some(&b'/') && m.inode != 0 {
-            seg_kind::FILE
-        } else {
-            seg_kind::ANON
-        };
-        let prot = ((m.read as u32) * sys::PROT_READ) | ((m.write as u32) * sys::PROT_WRITE) | ((m.exec as u32) * sys::PROT_EXEC);
-        let Some(slot) = segs.get_mut(n) else {
-            return Err(Failure::plain("too many mappings"));
-        };
-        *slot = Seg { map: m, kind, prot, has_data: m.read && kind != seg_kind::SHARED_FILE, ..Default::default() };
-        n += 1;
     }
     if v.block == usize::MAX {
         v.block = 0;
     }
     Ok((n, v))
+}
+
+/// The parts of `m` outside `[skip.0, skip.1)`: `m` itself, nothing, or
+/// the pieces before and after.
+fn outside(m: MapLine, skip: (usize, usize)) -> [Option<MapLine>; 2] {
+    if m.end <= skip.0 || m.start >= skip.1 {
+        return [Some(m), None];
+    }
+    let before = (m.start < skip.0).then_some(MapLine { end: skip.0, ..m });
+    let after = (m.end > skip.1).then(|| MapLine { start: skip.1, offset: m.offset + (skip.1 - m.start) as u64, ..m });
+    [before, after]
 }
 
 /// Does PAGEMAP_SCAN find any stored page in the range? `None` when the
