@@ -790,10 +790,11 @@ impl<'a> Plan<'a> {
         // 2. The current vDSO (with its vvar pages) to the image's address.
         if h.vdso_block_len != 0 && v.block != h.vdso_block as usize {
             let len = v.block_end - v.block;
-            let tmp = find_hole(&self.img, self.loader, len)?;
             let target = h.vdso_block as usize;
             let overlap = target < v.block_end && target + len > v.block;
             let from = if overlap {
+                // Through a free place first (the move replaces it).
+                let tmp = find_hole(&self.img, self.loader, len)?;
                 move_block(maps, v.block, tmp)?;
                 tmp
             } else {
