@@ -25,10 +25,15 @@
 //!    refuses for a reason about this machine ([`MACHINE_REASONS`]);
 //! 3. restarts (30%, at most `RCKPT_FUZZ_RESTARTS` per class): a
 //!    structural lie `--check` accepts is restarted (`LOADER
-//!    --relocatable`); it must finish with exactly the uninterrupted
-//!    output, exit 0, and print nothing but warnings. Anything else
-//!    (a crash, "after the point of no return", exit 3, other output, a
-//!    hang) means `--check` accepted an image that cannot be restored.
+//!    --relocatable`). The loader must never fail "after the point of no
+//!    return", exit 3, hang, or refuse what `--check` accepted. If the
+//!    lie is one a validator can see in the image (an address the loader
+//!    uses, a segment at 0, past the top, overlapping, a bad prot or
+//!    kind, the vDSO layout: `Mutant::detectable`), the program must also
+//!    finish with exactly the uninterrupted output and exit 0; a lie that
+//!    describes a consistent process (code moved to free space, a heap
+//!    made read-only) may crash the restored program: that is a faithful
+//!    restore of what the image says.
 //!
 //! Environment: `RCKPT_FUZZ_SECS` (default 60) bounds the whole run,
 //! seed-making included; `RCKPT_FUZZ_SEED` sets the RNG seed (printed at
@@ -121,7 +126,7 @@ impl Report {
 
 /// Replace the mutant's path and numbers, so that one bug is one key.
 fn normalize(msg: &str, img: &Path) -> String {
-    let msg = msg.replace(&s(img), "IMG");
+    let msg = msg.replace(&format!("{}:", img.display()), "IMG:");
     let mut out = String::new();
     let mut in_num = false;
     for c in msg.chars() {
@@ -277,7 +282,8 @@ fn both_readers(t: &T, s: &Seed, n: u64, m: &Mutant, bytes: &[u8], report: &mut 
     let show = |o: &Outcome| format!("status {:?} signal {:?}: {}", o.code, o.signal, o.reason());
     for (who, o) in [("rckpt info", &info), ("rckpt-loader --check", &check)] {
         if let Some(c) = crash(o) {
-            let what = format!("{who} {c}: {}", o.stderr.trim_end());
+            let first: Vec<&str> = o.stderr.lines().take(3).collect();
+            let what = format!("{who} {c}: {}", first.join(" / "));
             report.fail(t, s, "out-of-process", n, m, bytes, format!("{who} {c}"), what);
         }
     }
@@ -306,18 +312,25 @@ fn out_of_process(seeds: &[(T, Seed)], cfg: &Config, until: Instant, report: &mu
 // ---------------------------------------------------------------------------
 // Phase 3: restarts of lies that --check accepts
 
-/// Restart an accepted mutant; `None` if it restored correctly.
-fn restart_failure(t: &T, s: &Seed, img: &Path) -> Option<(String, String)> {
+/// Restart an accepted mutant; `None` if it restored correctly. With
+/// `faithful` (a lie the image cannot be caught in, see
+/// [`Mutant::detectable`]) the restored program may die by a signal or
+/// print something else: only the loader's own failures count.
+fn restart_failure(t: &T, s: &Seed, img: &Path, faithful: bool) -> Option<(String, String)> {
     let argv = vec![common::s(s.arch.loader()), "--relocatable".into(), common::s(img)];
     let o = run_bounded(&t.dir, "restart", &argv, Duration::from_secs(20));
     let after = &s.want[s.before.len()..];
     let noise = o.stderr.lines().filter(|l| !l.starts_with("rckpt: warning") && !l.starts_with("rckpt: notice")).count();
     let key = if o.stderr.contains("after the point of no return") {
         format!("failed after the point of no return: {}", normalize(o.stderr.lines().next().unwrap_or(""), img))
+    } else if o.timed_out || o.code == Some(3) || o.stderr.contains("internal error") {
+        format!("loader {}", crash(&o).unwrap_or_default())
+    } else if o.code == Some(1) && o.stdout.is_empty() && o.stderr.starts_with("rckpt-loader: ") {
+        format!("refused what --check accepted: {}", normalize(&o.reason(), img))
+    } else if faithful {
+        return None;
     } else if let Some(c) = crash(&o) {
         format!("restarted process {c}")
-    } else if o.code == Some(1) && o.stdout.is_empty() {
-        format!("refused what --check accepted: {}", normalize(&o.reason(), img))
     } else if o.stdout != after {
         "restarted process printed something else".to_string()
     } else if noise > 0 {
@@ -349,7 +362,9 @@ fn restarts(seeds: &[(T, Seed)], cfg: &Config, until: Instant, report: &mut Repo
         let bytes = m.apply(&s.bytes, &s.layout);
         if both_readers(t, s, n - 1, &m, &bytes, report) {
             done[k] += 1;
-            if let Some((key, what)) = restart_failure(t, s, &t.p("mutant.ckpt")) {
+            let limit = if s.arch == Arch::I386 { 1 << 32 } else { 1 << 47 };
+            let faithful = !m.detectable(&s.layout, limit);
+            if let Some((key, what)) = restart_failure(t, s, &t.p("mutant.ckpt"), faithful) {
                 report.fail(t, s, "restart", n - 1, &m, &bytes, key, what);
             }
         }
@@ -373,7 +388,7 @@ fn seeds() -> Vec<(T, Seed)> {
         let m = Mutant::new(common::mutate::Mutation::Truncate { len: sd.bytes.len() }, false);
         both_readers(&t, &sd, 0, &m, &sd.bytes, &mut report);
         assert!(report.failures.is_empty(), "the seed image {} is not accepted: {:?}", img.display(), report.failures);
-        assert!(restart_failure(&t, &sd, &t.p("mutant.ckpt")).is_none(), "the seed image {} does not restore", img.display());
+        assert!(restart_failure(&t, &sd, &t.p("mutant.ckpt"), false).is_none(), "the seed image {} does not restore", img.display());
         v.push((t, sd));
     }
     v

@@ -247,7 +247,39 @@ impl Mutant {
     /// A structural lie: the seal is right, the contents are wrong. The
     /// kinds a restart check applies to.
     pub fn is_lie(&self) -> bool {
-        self.reseal && matches!(self.m, Mutation::Seg { .. } | Mutation::Header { .. } | Mutation::FdPathLen { .. } | Mutation::MapFilePathLen { .. })
+        self.reseal
+            && matches!(
+                self.m,
+                Mutation::Seg { .. } | Mutation::Header { .. } | Mutation::FdPathLen { .. } | Mutation::MapFilePathLen { .. }
+            )
+    }
+
+    /// Whether a validator can tell from the image alone that a restart
+    /// of this lie cannot work: an address the loader itself uses
+    /// (uc/tail/patch/rseq), a vDSO layout, a segment below 64 KiB, past
+    /// `limit` (the top of the address space), wrapping or overlapping
+    /// another, or an unknown prot bit or kind. Other lies (a segment
+    /// moved to free space, a writable heap made read-only, a TLS base)
+    /// describe a process that may well crash, and a restart that
+    /// faithfully restores it is not the loader's fault.
+    pub fn detectable(&self, lay: &Layout, limit: u64) -> bool {
+        match self.m {
+            Mutation::Header { field, .. } => !matches!(field, HeaderField::Tls(_) | HeaderField::Mm(_)),
+            Mutation::Seg { seg, field, value, .. } => {
+                let mut d = lay.segs[seg];
+                match field {
+                    SegField::Vaddr => d.vaddr = value,
+                    SegField::Len => d.len = value,
+                    SegField::Prot => return value & !7 != 0,
+                    SegField::Kind => return value > 6,
+                    _ => return false,
+                }
+                let Some(end) = d.vaddr.checked_add(d.len) else { return true };
+                let overlaps = lay.segs.iter().enumerate().any(|(i, o)| i != seg && o.vaddr < end && d.vaddr < o.vaddr + o.len);
+                d.vaddr < 0x10000 || end > limit || overlaps
+            }
+            _ => true,
+        }
     }
 
     /// A short name of the mutation kind (for grouping failures).
@@ -259,7 +291,9 @@ impl Mutant {
             Mutation::Ehdr { field, .. } => format!("ehdr-{field:?}"),
             Mutation::NoteSpan { field, .. } => format!("pt-note-{field:?}"),
             Mutation::NoteSize { field, .. } => format!("note-{field:?}"),
-            Mutation::Seg { field, phdr, resum, .. } => format!("seg-{field:?}{}{}", if phdr { "+phdr" } else { "" }, if resum { "+sum" } else { "" }),
+            Mutation::Seg { field, phdr, resum, .. } => {
+                format!("seg-{field:?}{}{}", if phdr { "+phdr" } else { "" }, if resum { "+sum" } else { "" })
+            }
             Mutation::Header { field, .. } => format!("header-{field:?}"),
             Mutation::FdPathLen { .. } => "fd-path-len".to_string(),
             Mutation::MapFilePathLen { .. } => "mapfile-path-len".to_string(),
@@ -275,8 +309,12 @@ impl Mutant {
             Mutation::FlipDataByte { seg, at, mask } => format!("xor byte {at:#x} of segment {seg} ({}) data with {mask:#04x}", kind(seg)),
             Mutation::Truncate { len } => format!("truncate the file to {len} bytes"),
             Mutation::Ehdr { field, value } => format!("ELF header {field:?} := {value:#x}"),
-            Mutation::NoteSpan { field, value } => format!("PT_NOTE p_{} := {value:#x}", if field == SpanField::Offset { "offset" } else { "filesz" }),
-            Mutation::NoteSize { note, field, value } => format!("note {note} {} := {value:#x}", if field == NoteField::Namesz { "namesz" } else { "descsz" }),
+            Mutation::NoteSpan { field, value } => {
+                format!("PT_NOTE p_{} := {value:#x}", if field == SpanField::Offset { "offset" } else { "filesz" })
+            }
+            Mutation::NoteSize { note, field, value } => {
+                format!("note {note} {} := {value:#x}", if field == NoteField::Namesz { "namesz" } else { "descsz" })
+            }
             Mutation::Seg { seg, field, value, phdr, resum } => format!(
                 "segment {seg} ({}) {field:?} := {value:#x}{}{}",
                 kind(seg),
@@ -464,9 +502,7 @@ impl Mutant {
                 }
                 Mutation::FlipDataByte { seg, at, mask: 1 << rng.u8(0..8) }
             }
-            2 => Mutation::Truncate {
-                len: if rng.bool() { rng.usize(..lay.head_end + 64) } else { rng.usize(..good.len()) },
-            },
+            2 => Mutation::Truncate { len: if rng.bool() { rng.usize(..lay.head_end + 64) } else { rng.usize(..good.len()) } },
             3 => {
                 let field = [EhdrField::Phoff, EhdrField::Phentsize, EhdrField::Phnum][rng.usize(..3)];
                 Mutation::Ehdr { field, value: value(rng, lay, lay.phoff as u64) }
@@ -483,7 +519,8 @@ impl Mutant {
             6 | 7 => {
                 let seg = rng.usize(..nseg);
                 let d = lay.segs[seg];
-                let field = [SegField::Vaddr, SegField::Len, SegField::FileOff, SegField::Stored, SegField::Prot, SegField::Kind][rng.usize(..6)];
+                let field =
+                    [SegField::Vaddr, SegField::Len, SegField::FileOff, SegField::Stored, SegField::Prot, SegField::Kind][rng.usize(..6)];
                 let v = match field {
                     SegField::Vaddr => value(rng, lay, d.vaddr),
                     SegField::Len => value(rng, lay, d.len),
