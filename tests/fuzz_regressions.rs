@@ -178,6 +178,12 @@ fn vdso_block_at_zero(arch: Arch) {
     assert_refused(arch, "vdso0", |_, _| reseal(Mutation::Header { field: HeaderField::VdsoBlock, value: 0 }));
 }
 
+/// The vDSO block moved onto a stored segment: "restore failed after the
+/// point of no return: protecting a segment: Permission denied".
+fn vdso_block_over_a_segment(arch: Arch) {
+    assert_refused(arch, "vdso-over", |l, _| reseal(Mutation::Header { field: HeaderField::VdsoBlock, value: l.segs[data_seg(l)].vaddr }));
+}
+
 arch_tests!(
     pt_note_offset_near_2_64,
     pt_note_filesz_near_2_64,
@@ -195,7 +201,15 @@ arch_tests!(
     segments_overlap,
     prot_unknown_bits,
     vdso_block_at_zero,
+    vdso_block_over_a_segment,
 );
+
+/// x86_64: a non-canonical GS base (`tls[1]`): "restore failed after the
+/// point of no return: setting the TLS base: Operation not permitted".
+#[test]
+fn tls_base_non_canonical_x86_64() {
+    assert_refused(Arch::X86_64, "tls", |_, _| reseal(Mutation::Header { field: HeaderField::Tls(1), value: 0xffff_ffff_ffff_f000 }));
+}
 
 /// i386: a %gs descriptor (`tls[1]`) at 0xc0000000: "restore failed after
 /// the point of no return: setting the TLS base: Invalid argument".
