@@ -12,6 +12,7 @@
 //!   optional tool or privilege is missing, or fail when
 //!   `RCKPT_REQUIRE_ALL=1`.
 //! * [`image`]: reading and patching checkpoint images (reseal included).
+//! * [`mutate`]: damaged and lying images for the fuzz harness.
 //! * [`Arch`] and [`arch_tests!`]: every core round trip is a function of
 //!   the architecture, with one `#[test]` per architecture.
 #![allow(dead_code)]
@@ -795,6 +796,8 @@ pub fn nobody(_: Arch, v: Vec<String>) -> Vec<String> {
 
 // ---------------------------------------------------------------------------
 // Images
+
+pub mod mutate;
 
 pub mod image {
     use rckpt_rt_core::elf::Notes;
