@@ -383,6 +383,22 @@ impl<'a> Image<'a> {
         if !h.tail_addr.checked_add(1).is_some_and(|e| self.stored_with(h.tail_addr, e, sys::PROT_READ | sys::PROT_EXEC)) {
             return Err(ImageError::Malformed("the restore code is not in a stored executable segment"));
         }
+        // TLS: x86_64 keeps the FS and GS bases, i386 the %gs descriptor
+        // (`[entry | base << 32, limit | flags << 32]`); a base the kernel
+        // would refuse is a lie.
+        let bases = match self.class {
+            Class::Elf64 => [h.tls[0], h.tls[1]],
+            Class::Elf32 => [h.tls[0] >> 32, 0],
+        };
+        if bases.iter().any(|&b| b >= user_max(self.class)) {
+            return Err(ImageError::Malformed("the TLS state points outside user address space"));
+        }
+        // An i386 descriptor must be one set_thread_area takes: a present
+        // 32-bit data segment (`struct user_desc` flag bits).
+        let flags = h.tls[1] >> 32;
+        if self.class == Class::Elf32 && h.tls != [0, 0] && (flags & 1 == 0 || flags & 0x20 != 0 || (flags >> 1) & 3 == 3) {
+            return Err(ImageError::Malformed("the TLS descriptor is not a present 32-bit data segment"));
+        }
         if h.rseq_len != 0 {
             let end = h.rseq_addr.checked_add(h.rseq_len as u64);
             if h.rseq_len < 32
