@@ -207,6 +207,59 @@ fn debug_output(arch: Arch) {
     assert_text(&format!("{}{}", p.stdout(), r.stdout()), &want, "output with debug flags");
 }
 
+/// Run `rckpt ARGS` with its stdout on a pipe whose read end is already
+/// closed: its first write finds no reader, whatever the size of the output.
+fn rckpt_into_closed_pipe(t: &T, args: &[&str]) -> std::process::Output {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created and are owned only here.
+    let (r, w) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    drop(r);
+    std::process::Command::new(&product().rckpt)
+        .args(args)
+        .current_dir(&t.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(w)
+        .output()
+        .unwrap()
+}
+
+/// A closed stdout ends every printing form of `rckpt` (info text and
+/// JSON, clap's help and version) quietly, by SIGPIPE as `cat` would: no
+/// "Broken pipe" panic, nothing on stderr. A real `| head -n 1` pipeline
+/// shows the first line and no message.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = T::new("sigpipe", Arch::X86_64);
+    let (_, img, _, _) = counter_image(&t);
+    let img = s(&img);
+    for args in [vec!["info", &img], vec!["info", "--json", &img], vec!["--help"], vec!["info", "--help"], vec!["--version"]] {
+        let o = rckpt_into_closed_pipe(&t, &args);
+        assert_eq!(
+            (o.status.signal(), String::from_utf8_lossy(&o.stderr).into_owned()),
+            (Some(libc::SIGPIPE), String::new()),
+            "rckpt {args:?} with stdout closed: expected death by SIGPIPE and no message, got {}",
+            o.status
+        );
+    }
+    // Through a shell pipeline: whether rckpt's output fits in the pipe
+    // before head exits is a race (status 0 or SIGPIPE), the silence is not.
+    for (json, first) in [(true, "{\n".to_string()), (false, format!("rckpt image {img}\n"))] {
+        let script = format!(
+            "'{}' info {} '{img}' | head -n 1; echo \"${{PIPESTATUS[0]}}\" >&2",
+            s(&product().rckpt),
+            if json { "--json" } else { "" }
+        );
+        let o = t.run_tool(&["bash".into(), "-c".into(), script]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), first, "rckpt info (json: {json}) | head -n 1");
+        assert!(err == "0\n" || err == "141\n", "rckpt info (json: {json}) | head -n 1: stderr is not just rckpt's status:\n{err}");
+    }
+}
+
 arch_tests!(info_text, info_json, info_rejects_corrupt, loader_check, rckpt_restart_command, gdb_backtrace, debug_wait, debug_output,);
 
 /// Flags anywhere on the command line are removed before main; the others
