@@ -41,6 +41,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    die_quietly_on_sigpipe();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Compile { command } => compile::run(&command),
@@ -54,6 +55,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A closed stdout (`rckpt info IMG | head`) ends the command by SIGPIPE,
+/// silently, as it ends `cat` or `grep`. Rust's runtime starts with SIGPIPE
+/// ignored, which turns the same write into an EPIPE error and `println!`
+/// into a "Broken pipe" panic. Dying by the signal, rather than exiting 0,
+/// tells a shell with `pipefail` that the output was cut short. Set before
+/// clap parses, so that `--help | head` ends the same way; programs this
+/// command runs (the compiler, the loader) get SIGPIPE's default as they
+/// always did.
+fn die_quietly_on_sigpipe() {
+    const SIGPIPE: i32 = 13;
+    let dfl = rckpt_rt_core::sys::KSigaction::default();
+    // SAFETY: SIG_DFL (the default `KSigaction`) installs no handler.
+    let _ = unsafe { rckpt_rt_core::sys::sigaction(SIGPIPE, Some(&dfl), None) };
 }
 
 fn restart(file: &std::path::Path, relocatable: bool) -> Result<i32, String> {

@@ -58,6 +58,96 @@ fn usr2_continue_then_replay(arch: Arch) {
     assert_eq!(outs[0], outs[1], "two restarts of the same image printed different things");
 }
 
+/// Pid and state (`R`, `S`, `Z`, ...) of every process whose parent is
+/// `pid`, from `/proc/*/stat` (`/proc/PID/task/*/children` needs
+/// CONFIG_PROC_CHILDREN).
+fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut v = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { continue };
+        let mut f = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (f.next().and_then(|x| x.chars().next()), f.next().and_then(|x| x.parse::<i32>().ok()));
+        if let (Some(state), Some(ppid), Ok(child)) = (state, ppid, stat[..close].split(' ').next().unwrap_or("").parse::<i32>()) {
+            if ppid == pid {
+                v.push((child, state));
+            }
+        }
+    }
+    v
+}
+
+/// Wait (at most 10 s, far more than a writer needs to end once its image
+/// is in place) until the program has no child left: its SIGUSR2 writer has
+/// ended and been reaped, not left a zombie.
+fn wait_writer_reaped(p: &Proc, what: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let kids = children_of(p.pid);
+        if kids.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: the program still has children (pid, state) {kids:?}:\n{}",
+            p.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A SIGUSR2 writer is reaped when it ends, not at the next checkpoint: no
+/// zombie child is left once the image is there. A second SIGUSR2 checkpoints
+/// again. A SIGUSR2 sent while a writer still runs (one held in `open` of
+/// the `.tmp`, made a FIFO) is not lost: that writer fails, and the request
+/// gives a new image. The program finishes with its uninterrupted output.
+fn usr2_writer_reaped(arch: Arch) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let t = T::new("usr2reap", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("c.ckpt");
+    let gate = t.p("gate");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img), N.into(), s(&gate)]);
+    p.wait_ready();
+    p.signal(SIGUSR2);
+    wait_file(&mut p, &img);
+    wait_writer_reaped(&p, "after the first SIGUSR2 checkpoint");
+
+    let first = ino(&img);
+    p.signal(SIGUSR2);
+    wait_replaced(&mut p, &img, first);
+    wait_writer_reaped(&p, "after the second SIGUSR2 checkpoint");
+    assert_eq!(p.stderr(), "", "{}", p.describe());
+
+    // A writer that cannot finish until this test opens the FIFO's read end.
+    let tmp = t.p("c.ckpt.tmp");
+    let c = std::ffi::CString::new(s(&tmp)).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let second = ino(&img);
+    p.signal(SIGUSR2);
+    let pid = p.pid;
+    p.wait_until("the writer held by the FIFO", move |_, _| !children_of(pid).is_empty());
+    p.signal(SIGUSR2);
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&tmp).unwrap();
+    wait_replaced(&mut p, &img, second);
+    wait_writer_reaped(&p, "after the SIGUSR2 sent while a writer ran");
+    drop(reader);
+    let err = p.stderr();
+    let failed = format!("rckpt: checkpoint to {} failed: ", img.display());
+    assert!(
+        err.lines().count() == 1 && err.starts_with(&failed) && err.ends_with("; the previous checkpoint is kept\n"),
+        "expected one failure line from the writer held by the FIFO:\n{}",
+        p.describe()
+    );
+    assert!(!tmp.exists(), "{} left behind", tmp.display());
+
+    t.touch(&gate);
+    p.expect_exit(0);
+    assert_text(&p.stdout(), &want, "output of the run checkpointed three times with SIGUSR2");
+}
+
 const MEMORY_AFTER: &str = "heap OK\nlist OK\nstack OK\nbss OK\ndata OK\nrodata OK\nanon OK\nreadonly OK\n\
 readonly prot OK\nshared OK\nshared after fork OK\nmalloc after restart OK\nsmall mallocs after restart OK\ndone\n";
 
@@ -468,6 +558,7 @@ arch_tests!(
     counter_tstp_program,
     counter_tstp_loader,
     usr2_continue_then_replay,
+    usr2_writer_reaped,
     memory,
     registers,
     loader_window,

@@ -207,6 +207,59 @@ fn debug_output(arch: Arch) {
     assert_text(&format!("{}{}", p.stdout(), r.stdout()), &want, "output with debug flags");
 }
 
+/// Run `rckpt ARGS` with its stdout on a pipe whose read end is already
+/// closed: its first write finds no reader, whatever the size of the output.
+fn rckpt_into_closed_pipe(t: &T, args: &[&str]) -> std::process::Output {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created and are owned only here.
+    let (r, w) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    drop(r);
+    std::process::Command::new(&product().rckpt)
+        .args(args)
+        .current_dir(&t.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(w)
+        .output()
+        .unwrap()
+}
+
+/// A closed stdout ends every printing form of `rckpt` (info text and
+/// JSON, clap's help and version) quietly, by SIGPIPE as `cat` would: no
+/// "Broken pipe" panic, nothing on stderr. A real `| head -n 1` pipeline
+/// shows the first line and no message.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = T::new("sigpipe", Arch::X86_64);
+    let (_, img, _, _) = counter_image(&t);
+    let img = s(&img);
+    for args in [vec!["info", &img], vec!["info", "--json", &img], vec!["--help"], vec!["info", "--help"], vec!["--version"]] {
+        let o = rckpt_into_closed_pipe(&t, &args);
+        assert_eq!(
+            (o.status.signal(), String::from_utf8_lossy(&o.stderr).into_owned()),
+            (Some(libc::SIGPIPE), String::new()),
+            "rckpt {args:?} with stdout closed: expected death by SIGPIPE and no message, got {}",
+            o.status
+        );
+    }
+    // Through a shell pipeline: whether rckpt's output fits in the pipe
+    // before head exits is a race (status 0 or SIGPIPE), the silence is not.
+    for (json, first) in [(true, "{\n".to_string()), (false, format!("rckpt image {img}\n"))] {
+        let script = format!(
+            "'{}' info {} '{img}' | head -n 1; echo \"${{PIPESTATUS[0]}}\" >&2",
+            s(&product().rckpt),
+            if json { "--json" } else { "" }
+        );
+        let o = t.run_tool(&["bash".into(), "-c".into(), script]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), first, "rckpt info (json: {json}) | head -n 1");
+        assert!(err == "0\n" || err == "141\n", "rckpt info (json: {json}) | head -n 1: stderr is not just rckpt's status:\n{err}");
+    }
+}
+
 arch_tests!(info_text, info_json, info_rejects_corrupt, loader_check, rckpt_restart_command, gdb_backtrace, debug_wait, debug_output,);
 
 /// Flags anywhere on the command line are removed before main; the others
@@ -323,4 +376,70 @@ fn restart_warning_off() {
         assert!(r.stdout().ends_with("done\n"), "{}", r.describe());
         assert!(!r.stderr().contains("rckpt: warning:"), "{label}: warning printed despite UNSUP OFF:\n{}", r.describe());
     }
+}
+
+/// A pipe the launching environment leaked at fd 251 (README, "Descriptors
+/// inherited from the launching environment"): the image records it, not
+/// restored; every restart and `--check` warns once, unless told `UNSUP
+/// OFF`; the restarted process has no fd 251, not even one its own
+/// restarting environment leaked.
+#[test]
+fn leaked_pipe_fd() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let t = T::new("leakedfd", Arch::X86_64);
+    let (prog, want) = counter(&t, &[]);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned only here.
+    let (r, _w) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    let leak = r.as_raw_fd();
+    let leak_251 = move |c: &mut std::process::Command| {
+        // SAFETY: dup2 is async-signal-safe; the copy at 251 is not close-on-exec.
+        unsafe {
+            c.pre_exec(move || if libc::dup2(leak, 251) == 251 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+        }
+    };
+    let img = t.p("c.ckpt");
+    let gate = t.p("gate");
+    let mut p = t.spawn_with("orig", &[s(&prog), "-_condor_ckpt".into(), s(&img), N.into(), s(&gate)], &t.dir, leak_251);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let before = p.stdout();
+
+    let o = run_rckpt(&t, &["info", "--json", &s(&img)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pipe = format!("pipe:[{}]", r.metadata().unwrap().ino());
+    let f = v["open_files"].as_array().unwrap().iter().find(|f| f["fd"] == 251).cloned();
+    assert_eq!(
+        f.map(|f| (f["kind"].clone(), f["path"].clone(), f["restored"].clone())),
+        Some((serde_json::json!("other"), serde_json::json!(pipe), serde_json::json!(false))),
+        "rckpt info --json on fd 251:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    let warning = format!("rckpt: warning: fd 251 ({pipe}) cannot be restored (not a file); it stays closed\n");
+    let ok = format!("rckpt-loader: {}: OK, {} segments verified\n", img.display(), image::header(&std::fs::read(&img).unwrap()).nseg);
+    for (label, quiet) in [("check", false), ("check-quiet", true)] {
+        let mut argv = vec![t.loader(), "--check".into()];
+        if quiet {
+            argv.extend(["--warning".into(), "UNSUP".into(), "OFF".into()]);
+        }
+        argv.push(s(&img));
+        let c = t.run(label, &argv);
+        assert_eq!(c.status().unwrap().code(), Some(0), "{}", c.describe());
+        assert_text(&c.stderr(), &if quiet { ok.clone() } else { format!("{warning}{ok}") }, &format!("rckpt-loader {argv:?}"));
+    }
+
+    // Restarted in an environment that leaks a pipe at 251 too.
+    let mut r1 = t.spawn_with("restart", &t.restart_argv(&prog, &img, Via::Loader, false), &t.dir, leak_251);
+    r1.wait_until("the restarted program's first line", |o, _| !o.is_empty());
+    let fd251 = PathBuf::from(format!("/proc/{}/fd/251", r1.pid));
+    assert!(!fd251.exists(), "the restarted process has an fd 251: {:?}", std::fs::read_link(&fd251));
+    t.touch(&gate);
+    r1.expect_exit(0);
+    assert_text(&r1.stderr(), &warning, "the restart's stderr");
+    assert_text(&format!("{before}{}", r1.stdout()), &want, "output across the restart");
 }

@@ -35,7 +35,7 @@ pub static mut rckpt_debug_wait: c_int = 0;
 /// Warnings already printed, for ONCE mode (one bit per kind).
 static mut WARNED: u8 = 0;
 
-/// Pid of the background writer of a SIGUSR2 checkpoint still running, or 0.
+/// Pid of the background writer of a SIGUSR2 checkpoint not reaped yet, or 0.
 static mut WRITER: i32 = 0;
 
 extern "C" {
@@ -260,7 +260,10 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
 }
 
 /// Wait for a background writer, so that two checkpoints never write the
-/// same `.tmp` at once.
+/// same `.tmp` at once; also reaps one whose exit signal could not be
+/// handled (the program blocked SIGUSR2). Its exit notification, if still
+/// pending, is then stale: the handler ignores it (see
+/// `on_checkpoint_signal`).
 fn wait_writer() {
     // SAFETY: single-threaded; the handler masks both checkpoint signals.
     let w = unsafe { &mut *addr_of_mut!(WRITER) };
@@ -271,9 +274,17 @@ fn wait_writer() {
 }
 
 /// At exit, reap a writer still running (nobody else would: it sends no
-/// SIGCHLD, and orphans may never be reaped on some systems).
+/// SIGCHLD, and orphans may never be reaped on some systems). The
+/// checkpoint signals are blocked meanwhile: this is not the handler, and a
+/// handler run (the writer's own exit signal, or a checkpoint) in the middle
+/// of `wait_writer` would reap the writer under it, or start a new one that
+/// `wait_writer` then forgets.
 extern "C" fn reap_writer_at_exit() {
+    let old = sys::sigprocmask(sys::SIG_BLOCK, Some(sys::sigbit(SIGTSTP) | sys::sigbit(SIGUSR2)));
     wait_writer();
+    if let Ok(old) = old {
+        let _ = sys::sigprocmask(sys::SIG_SETMASK, Some(old));
+    }
 }
 
 extern "C" {
@@ -287,8 +298,33 @@ extern "C" {
 /// program keeps running (also after SIGTSTP: never exit without a good
 /// checkpoint).
 ///
+/// The writer is created with SIGUSR2 as its exit signal, so that it is
+/// reaped as soon as it ends instead of staying a zombie until the next
+/// checkpoint: a SIGUSR2 whose `si_code` is a child's (`CLD_*`, > 0) is its
+/// exit notification, never a request (`kill`, `sigqueue`, `tgkill` give
+/// `si_code` <= 0). A child with a non-SIGCHLD exit signal stays invisible
+/// to the program's own `wait()`/`waitpid()`. The costs: a user's SIGUSR2
+/// arriving while the writer's exit notification is pending (microseconds,
+/// unless the program blocks SIGUSR2) is merged with it, as any standard
+/// signal already pending is, and that checkpoint request is lost; and, like
+/// the checkpoint signal itself, the notification interrupts a `nanosleep`,
+/// `poll` or `pause` of the program (EINTR; SA_RESTART restarts the rest).
+/// While the program blocks SIGUSR2 the ended writer waits, a zombie, for
+/// the unblock, the next checkpoint or the exit (`wait_writer`).
+///
 /// Signal context: only rt-core, no libc, no allocation.
-extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_void) {
+extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_void) {
+    if sig == SIGUSR2 {
+        // SAFETY: SA_SIGINFO: the kernel passes its siginfo (128 bytes).
+        let (code, from) = unsafe {
+            let i = info as *const sys::SigInfo;
+            (core::ptr::read(addr_of!((*i).code)), core::ptr::read(addr_of!((*i).pid)))
+        };
+        if code >= sys::CLD_EXITED {
+            writer_ended(from);
+            return;
+        }
+    }
     wait_writer();
     let pid = sys::getpid();
     let ppid = sys::getppid();
@@ -307,7 +343,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
         return;
     }
     if sig == SIGUSR2 {
-        match sys::fork_quiet() {
+        match sys::fork_with_exit_signal(SIGUSR2) {
             Ok(0) => {
                 let ok = write_checkpoint(sig, uc, pid, ppid, pending, timers);
                 sys::exit_group(if ok { 0 } else { 1 });
@@ -322,6 +358,19 @@ extern "C" fn on_checkpoint_signal(sig: c_int, _info: *mut c_void, uc: *mut c_vo
     }
     if write_checkpoint(sig, uc, pid, ppid, pending, timers) && sig == SIGTSTP {
         exit_by_sigusr2();
+    }
+}
+
+/// The exit notification of child `pid`: reap it if it is the writer.
+/// Another pid is a writer `wait_writer` already reaped (its notification
+/// came in while the handler had SIGUSR2 blocked), or a child of the
+/// program's own with SIGUSR2 as exit signal: not ours to reap either way.
+fn writer_ended(pid: i32) {
+    // SAFETY: single-threaded; the handler masks both checkpoint signals.
+    let w = unsafe { &mut *addr_of_mut!(WRITER) };
+    if *w != 0 && *w == pid {
+        let _ = sys::wait_clone(pid);
+        *w = 0;
     }
 }
 

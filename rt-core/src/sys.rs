@@ -548,16 +548,47 @@ pub fn pause_briefly() {
     let _ = unsafe { syscall2(Sysno::nanosleep, ts.as_ptr() as usize, 0) };
 }
 
-/// A copy of the calling (single-threaded) process that sends no signal
-/// when it exits: it is invisible to the program's own `wait()` calls and is
-/// reaped with [`wait_clone`]. Returns 0 in the child.
-pub fn fork_quiet() -> Result<i32> {
+/// A copy of the calling (single-threaded) process that sends its parent
+/// `exit_signal` instead of SIGCHLD when it ends (0: no signal). A child
+/// whose exit signal is not SIGCHLD is a "clone child": the program's own
+/// `wait()`/`waitpid()` never see it; it is reaped with [`wait_clone`].
+/// (If the parent has exec'd meanwhile, the kernel sends SIGCHLD instead.)
+/// Returns 0 in the child.
+pub fn fork_with_exit_signal(exit_signal: i32) -> Result<i32> {
     // SAFETY: clone without CLONE_VM and without a new stack is fork: the
-    // child continues here on its own copy of this stack.
-    unsafe { syscall5(Sysno::clone, 0, 0, 0, 0, 0) }.map(|p| p as i32)
+    // child continues here on its own copy of this stack. The low byte of
+    // the flags is the exit signal.
+    unsafe { syscall5(Sysno::clone, (exit_signal & 0xff) as usize, 0, 0, 0, 0) }.map(|p| p as i32)
 }
 
-/// Wait for a child made by [`fork_quiet`]; returns its wait status.
+/// `si_code` values of a child's exit notification (`CLD_EXITED`,
+/// `CLD_KILLED`, `CLD_DUMPED`, ...) are positive; a signal sent by
+/// `kill` (`SI_USER`, 0), `sigqueue` or `tgkill` (negative) is not, and
+/// another process cannot forge a positive one (`rt_sigqueueinfo` refuses).
+pub const CLD_EXITED: i32 = 1;
+
+/// The head of a `siginfo_t` (128 bytes) as the kernel writes it: three
+/// ints, then the union, aligned as a pointer or a long, so at offset 16
+/// on x86_64 and 12 on i386 (`__ARCH_SI_PREAMBLE_SIZE`); for a child's
+/// exit notification it begins with `si_pid`, `si_uid`, `si_status`.
+#[repr(C)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub errno: i32,
+    pub code: i32,
+    /// Aligns `pid` as the union that holds it.
+    _union_align: [usize; 0],
+    pub pid: i32,
+    pub uid: u32,
+    pub status: i32,
+}
+
+static_assertions::const_assert_eq!(core::mem::offset_of!(SigInfo, code), 8);
+static_assertions::const_assert_eq!(core::mem::offset_of!(SigInfo, pid), if cfg!(target_pointer_width = "64") { 16 } else { 12 });
+static_assertions::const_assert!(core::mem::size_of::<SigInfo>() <= 128);
+
+/// Wait for a child made by [`fork_with_exit_signal`]; returns its wait
+/// status.
 pub fn wait_clone(pid: i32) -> Result<i32> {
     const WALL: usize = 0x4000_0000;
     let mut status: i32 = 0;
