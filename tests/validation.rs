@@ -236,10 +236,29 @@ fn restore_addresses(arch: Arch) {
     refused(&t, &prog, "patch.ckpt", &b, "corrupt image: the restart block is not in a stored writable segment");
     let b = header_lie(&orig, |h| h.patch_addr = u64::MAX - 16);
     refused(&t, &prog, "patch-wrap.ckpt", &b, "corrupt image: the restart block is not in a stored writable segment");
+    // Moved inside the stack: writable and stored, but no signal frame.
+    let stack = segs(&orig)[seg_where(&orig, |d| d.kind == seg_kind::STACK)];
+    let b = header_lie(&orig, |h| h.uc_addr = stack.vaddr + stack.len - 4096);
+    refused(&t, &prog, "uc-moved.ckpt", &b, "corrupt image: the signal frame does not describe this image's memory");
     if h.rseq_len != 0 {
         let b = header_lie(&orig, |h| h.rseq_addr = h.tail_addr & !31);
         refused(&t, &prog, "rseq.ckpt", &b, "corrupt image: the rseq area is not in a stored writable segment");
     }
+}
+
+/// A restore-code address that points at other code is not jumped to: the
+/// loader compares the bytes there with its own restore code and, when
+/// they differ, runs its own copy; the restart still works.
+fn tail_elsewhere(arch: Arch) {
+    let t = T::new("tail", arch);
+    let (prog, orig) = good(&t);
+    let b = header_lie(&orig, |h| h.tail_addr += 64);
+    let img = t.p("tail.ckpt");
+    std::fs::write(&img, &b).unwrap();
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Loader, false));
+    r.expect_exit(0);
+    assert!(r.stdout().lines().last().unwrap_or("").starts_with("done "), "{}", r.describe());
+    assert_eq!(r.stderr(), "", "{}", r.describe());
 }
 
 /// The kernel's view of the address space, and the vDSO block.
@@ -264,7 +283,7 @@ fn layout_fields(arch: Arch) {
     refused(&t, &prog, "nfd.ckpt", &b, "corrupt image: descriptor table");
 }
 
-arch_tests!(overflowing_sizes, readers_agree, impossible_segments, restore_addresses, layout_fields);
+arch_tests!(overflowing_sizes, readers_agree, impossible_segments, restore_addresses, tail_elsewhere, layout_fields);
 
 /// The good image itself passes every reader (the checks above refuse
 /// lies, not images).

@@ -93,6 +93,24 @@ fn sigframe(class: Class, uc: u64) -> Option<(u64, u64)> {
     Some((uc.checked_sub(below)?, uc.checked_add(size)?))
 }
 
+/// How many bytes of the restore code at `tail_addr` the loader compares
+/// with its own copy before it jumps there (else it runs its own copy).
+pub const TAIL_CMP: usize = 32;
+
+/// Where the interrupted code's instruction pointer, stack pointer and FPU
+/// state pointer sit in the kernel's `struct ucontext` (offsets from the
+/// ucontext's start), and the word size.
+fn frame_fields(class: Class) -> ([usize; 3], usize) {
+    match class {
+        // uc_mcontext at 40: rsp is its 16th word, rip the 17th; fpstate
+        // after flags, four selectors, err, trapno, oldmask, cr2.
+        Class::Elf64 => ([40 + 16 * 8, 40 + 15 * 8, 40 + 23 * 8], 8),
+        // uc_mcontext at 20: four selectors, di si bp sp bx dx cx ax,
+        // trapno err ip cs flags sp_at_signal ss fpstate.
+        Class::Elf32 => ([20 + 14 * 4, 20 + 7 * 4, 20 + 19 * 4], 4),
+    }
+}
+
 /// Largest `/proc/self/auxv` the kernel takes back (`PR_SET_MM_MAP` checks
 /// against `mm->saved_auxv`, AT_VECTOR_SIZE words of 8 bytes on x86_64).
 const MAX_AUXV: usize = 52 * 8;
@@ -380,7 +398,7 @@ impl<'a> Image<'a> {
         if !patch_end.is_some_and(|e| self.stored_with(h.patch_addr, e, rw)) {
             return Err(ImageError::Malformed("the restart block is not in a stored writable segment"));
         }
-        if !h.tail_addr.checked_add(1).is_some_and(|e| self.stored_with(h.tail_addr, e, sys::PROT_READ | sys::PROT_EXEC)) {
+        if !h.tail_addr.checked_add(TAIL_CMP as u64).is_some_and(|e| self.stored_with(h.tail_addr, e, sys::PROT_READ | sys::PROT_EXEC)) {
             return Err(ImageError::Malformed("the restore code is not in a stored executable segment"));
         }
         // TLS: x86_64 keeps the FS and GS bases, i386 the %gs descriptor
@@ -396,7 +414,9 @@ impl<'a> Image<'a> {
         // An i386 descriptor must be one set_thread_area takes: a present
         // 32-bit data segment (`struct user_desc` flag bits).
         let flags = h.tls[1] >> 32;
-        if self.class == Class::Elf32 && h.tls != [0, 0] && (flags & 1 == 0 || flags & 0x20 != 0 || (flags >> 1) & 3 == 3) {
+        let entry = h.tls[0] as u32; // a TLS slot of the GDT: 6-8 (32-bit kernel), 12-14 (64-bit)
+        let slot = (6..=8).contains(&entry) || (12..=14).contains(&entry);
+        if self.class == Class::Elf32 && h.tls != [0, 0] && (!slot || flags & 1 == 0 || flags & 0x20 != 0 || (flags >> 1) & 3 == 3) {
             return Err(ImageError::Malformed("the TLS descriptor is not a present 32-bit data segment"));
         }
         if h.rseq_len != 0 {
@@ -665,11 +685,45 @@ pub fn verify_segment(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(
     Ok(())
 }
 
-/// Checksum every segment's data through `buf`: with [`Image::parse`], the
-/// whole verdict on an image (`rckpt info`; the loader checks the same
-/// sums as it reads the data into place).
+/// Checksum every segment's data through `buf`, then check the signal
+/// frame: with [`Image::parse`], the whole verdict on an image (`rckpt
+/// info`; the loader checks the same sums as it reads the data into place,
+/// and the same frame).
 pub fn verify_data(img: &Image, fd: Fd, buf: &mut [u8]) -> Result<(), ImageError> {
-    (0..img.nseg()).try_for_each(|i| verify_segment(img, fd, i, buf))
+    (0..img.nseg()).try_for_each(|i| verify_segment(img, fd, i, buf))?;
+    check_frame(img, fd)
+}
+
+/// The signal frame the restore returns through must describe this
+/// image's process: the interrupted instruction in stored executable
+/// memory (the program's or the vDSO's), its stack pointer and FPU state
+/// in stored writable memory. Catches a `uc_addr` that points at some
+/// other writable bytes.
+pub fn check_frame(img: &Image, fd: Fd) -> Result<(), ImageError> {
+    let h = &img.header;
+    let ([ip_at, sp_at, fp_at], w) = frame_fields(img.class);
+    let mut uc = [0u8; 256];
+    let i = img
+        .seg_holding(h.uc_addr, h.uc_addr + uc.len() as u64)
+        .ok_or(ImageError::Malformed("the signal frame is not in a stored writable segment"))?;
+    let d = img.seg(i);
+    read_exact(fd, &mut uc, d.file_off + (h.uc_addr - d.vaddr))?;
+    let word = |at| elf::rd_word(&uc, at, img.class).unwrap_or(0);
+    let (ip, sp, fp) = (word(ip_at), word(sp_at), word(fp_at));
+    let holds = |a: u64, len: u64, prot: u32, vdso_ok: bool| {
+        img.seg_holding(a, a.saturating_add(len)).is_some_and(|k| {
+            let s = img.seg(k);
+            s.prot & prot == prot && img.seg_has_data(k) && (vdso_ok || s.kind != seg_kind::VDSO)
+        })
+    };
+    let rw = sys::PROT_READ | sys::PROT_WRITE;
+    if !holds(ip, 1, sys::PROT_EXEC, true)
+        || !holds(sp.saturating_sub(w as u64), w as u64, rw, false)
+        || (fp != 0 && !holds(fp, 512, rw, false))
+    {
+        return Err(ImageError::Malformed("the signal frame does not describe this image's memory"));
+    }
+    Ok(())
 }
 
 /// `pread` exactly `buf.len()` bytes at `off`.

@@ -999,10 +999,20 @@ impl<'a> Plan<'a> {
             return Err(RestoreError::TooMany("pieces of memory under the loader"));
         }
         // The tail's code: in the restored program, unless that too lived
-        // under the loader; then a copy in the tail's page, which stays.
+        // under the loader, or what is at tail_addr is not the code this
+        // loader knows; then a copy in the tail's page, which stays.
         let code_deferred = seg_containing(&self.img, h.tail_addr).is_some_and(|d| deferred(&d, self.loader));
+        let ours = arch::rckpt_restore_tail as *const () as *const u8;
+        // SAFETY: both ranges are readable code: the loader's own text, and
+        // (not deferred) a stored executable segment mapped readable, which
+        // holds TAIL_CMP bytes from tail_addr (validated by parse).
+        let same = !code_deferred
+            && unsafe {
+                core::slice::from_raw_parts(h.tail_addr as usize as *const u8, image::TAIL_CMP)
+                    == core::slice::from_raw_parts(ours, image::TAIL_CMP)
+            };
         let sp = arch::sigreturn_sp(h.uc_addr as usize);
-        let tail = if code_deferred {
+        let tail = if !same {
             let src = arch::rckpt_restore_tail as *const () as *const u8;
             // SAFETY: the tail is position-independent code shorter than the
             // copy; reading past its end stays inside the loader's text.
@@ -1048,6 +1058,7 @@ fn dry_run<'a>(img: &Image<'a>, fd: Fd, loader: (usize, usize)) -> Result<(), Re
     if ops >= MAX_OPS {
         return Err(RestoreError::TooMany("pieces of memory under the loader"));
     }
+    image::check_frame(img, fd)?;
     set_mm(img)?;
     // SAFETY: no loader code uses TLS; commit sets it again.
     unsafe { arch::tls_restore(&img.header.tls) }.map_err(|e| RestoreError::Sys("the image's TLS state", Errno::new(-e as i32)))
