@@ -176,6 +176,26 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
             break;
         }
     }
+    // And every saved deleted file.
+    if integrity.is_ok() {
+        for i in 0..img.nghosts() {
+            if let Err(e) = image::verify_ghost(&img, file.as_raw_fd(), i, &mut buf) {
+                integrity = Err(describe(e));
+                break;
+            }
+        }
+    }
+    let ghosts: Vec<Value> = (0..img.nghosts())
+        .filter_map(|i| img.ghost(i))
+        .map(|(d, p)| {
+            json!({
+                "path": String::from_utf8_lossy(p),
+                "size": d.size,
+                "stored": d.stored,
+                "memfd": d.flags & ghost_flags::MEMFD != 0,
+            })
+        })
+        .collect();
 
     let names = file_names(&img);
     let (prog, args) = psinfo(&img);
@@ -208,6 +228,7 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
                 "flags": open_flags(d.flags),
                 "offset": d.pos,
                 "restored": d.fd > 2 && d.kind != fd_kind::OTHER,
+                "ghost": if d.kind == fd_kind::GHOST { json!(d.ghost) } else { Value::Null },
             })
         })
         .collect();
@@ -251,6 +272,7 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
         "file_bytes": len,
         "disk_bytes": disk,
         "open_files": fds,
+        "ghost_files": ghosts,
         "signal_handlers": handlers,
         "blocked": sigset(h.blocked),
         "pending": sigset(h.pending),
@@ -317,6 +339,19 @@ fn print_text(v: &Value) {
                 "  (not restored)"
             }
         );
+    }
+    let ghosts = v["ghost_files"].as_array().cloned().unwrap_or_default();
+    if !ghosts.is_empty() {
+        println!("  deleted files (saved in the image, recreated on restart)");
+        for (i, g) in ghosts.iter().enumerate() {
+            println!(
+                "    ghost {i:<3} {}{}  {} bytes, {} stored",
+                g["path"].as_str().unwrap_or(""),
+                if g["memfd"].as_bool() == Some(true) { " (memfd)" } else { "" },
+                g["size"],
+                size(g["stored"].as_u64().unwrap_or(0)),
+            );
+        }
     }
     let hs: Vec<String> = v["signal_handlers"]
         .as_array()

@@ -31,6 +31,8 @@ pub enum ImageError {
         seg: usize,
         vaddr: u64,
     },
+    /// Ghost file `i`'s data fails its checksum.
+    GhostChecksum(usize),
 }
 
 impl ImageError {
@@ -52,6 +54,7 @@ impl ImageError {
                 l.t("corrupt image: program header of segment ").u(i as u64).t(" disagrees with the segment table")
             }
             ImageError::Checksum { seg, vaddr } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") fails its checksum"),
+            ImageError::GhostChecksum(i) => l.t("corrupt image: the saved deleted file ").u(i as u64).t(" fails its checksum"),
         };
     }
 }
@@ -76,6 +79,8 @@ pub struct Image<'a> {
     timers: &'a [u8],
     /// `NT_RCKPT_MAPFILES` (empty if the image has none).
     mapfiles: &'a [u8],
+    /// `NT_RCKPT_GHOSTS` (empty if the image has none).
+    ghosts: &'a [u8],
     pub auxv: &'a [u8],
 }
 
@@ -131,6 +136,7 @@ impl<'a> Image<'a> {
             cwd: &[],
             timers: &[],
             mapfiles: &[],
+            ghosts: &[],
             auxv: &[],
         };
         let mut have_header = false;
@@ -158,6 +164,7 @@ impl<'a> Image<'a> {
                 (NOTE_RCKPT, NT_RCKPT_CWD) => img.cwd = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_TIMERS) => img.timers = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_MAPFILES) => img.mapfiles = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_GHOSTS) => img.ghosts = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SEAL) => seal = Some(n),
                 (NOTE_CORE, NT_AUXV) => img.auxv = n.desc,
                 _ => {}
@@ -204,7 +211,87 @@ impl<'a> Image<'a> {
                 return Err(ImageError::Truncated { need: end, have: file_size });
             }
         }
+        img.check_ghosts()?;
         Ok(img)
+    }
+
+    /// The ghost table, entry by entry: (descriptor, path, offset of the
+    /// next entry). Checked arithmetic only; `None` ends it (or marks it
+    /// malformed, which [`Image::check_ghosts`] tells apart).
+    fn ghost_at(&self, pos: usize) -> Option<(GhostDesc, &'a [u8], usize)> {
+        let b = self.ghosts;
+        let d: GhostDesc = pod_read(b, pos)?;
+        let start = pos.checked_add(core::mem::size_of::<GhostDesc>())?;
+        let end = start.checked_add(d.path_len as usize)?;
+        let path = b.get(start..end)?;
+        let next = end.checked_add(7)? & !7;
+        Some((d, path, next))
+    }
+
+    pub fn nghosts(&self) -> usize {
+        let mut pos = 0;
+        let mut n = 0;
+        while let Some((_, _, next)) = self.ghost_at(pos) {
+            n += 1;
+            pos = next;
+        }
+        n
+    }
+
+    /// Ghost file `i`: its descriptor and original path.
+    pub fn ghost(&self, i: usize) -> Option<(GhostDesc, &'a [u8])> {
+        let mut pos = 0;
+        for _ in 0..i {
+            pos = self.ghost_at(pos)?.2;
+        }
+        self.ghost_at(pos).map(|(d, p, _)| (d, p))
+    }
+
+    /// The ghost table says what it may: well-formed entries that exactly
+    /// fill the note, bounded paths, each data area page aligned, after the
+    /// headers and inside the file, no more stored than the file's size;
+    /// and every ghost fd and ghost mapping names an existing entry.
+    fn check_ghosts(&self) -> Result<(), ImageError> {
+        let bad = ImageError::Malformed("ghost file table");
+        let headers_end = self.notes_off.checked_add(self.notes_len).ok_or(bad)? as u64;
+        let mut pos = 0;
+        let mut n = 0;
+        while pos < self.ghosts.len() {
+            let (d, path, next) = self.ghost_at(pos).ok_or(bad)?;
+            let end = d.file_off.checked_add(d.size).ok_or(bad)?;
+            if path.is_empty()
+                || path.len() >= sys::PATH_MAX
+                || path.contains(&0)
+                || d.flags & !ghost_flags::ALL != 0
+                || !d.file_off.is_multiple_of(PAGE_SIZE)
+                || d.file_off < headers_end
+                || d.stored > d.size
+                || next > self.ghosts.len()
+            {
+                return Err(bad);
+            }
+            if end > self.file_size {
+                return Err(ImageError::Truncated { need: end, have: self.file_size });
+            }
+            n += 1;
+            pos = next;
+        }
+        if pos != self.ghosts.len() || n > MAX_GHOSTS {
+            return Err(bad);
+        }
+        let ghost_ok = |g: u32| (g as usize) < n;
+        if self.fds().any(|(d, _)| d.kind == fd_kind::GHOST && !ghost_ok(d.ghost)) {
+            return Err(bad);
+        }
+        let mut pos = 0;
+        while let Some(d) = pod_read::<MapFileDesc>(self.mapfiles, pos) {
+            if d.ghost != NO_GHOST && !ghost_ok(d.ghost) {
+                return Err(bad);
+            }
+            let start = pos.checked_add(core::mem::size_of::<MapFileDesc>()).ok_or(bad)?;
+            pos = start.checked_add(d.path_len as usize).and_then(|e| e.checked_add(7)).ok_or(bad)? & !7;
+        }
+        Ok(())
     }
 
     fn notes(&self) -> &'a [u8] {
@@ -325,6 +412,29 @@ pub fn verify_segment(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(
     })?;
     if sum.0 != d.checksum {
         return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
+    }
+    Ok(())
+}
+
+/// Read and checksum ghost file `i`'s data through `buf` (`rckpt info`;
+/// the loader checks it while it copies the data into the new file).
+pub fn verify_ghost(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(), ImageError> {
+    let Some((d, _)) = img.ghost(i) else {
+        return Err(ImageError::Malformed("ghost file table"));
+    };
+    let mut sum = SegSum::default();
+    for_each_extent(fd, d.file_off, d.size, |s, e| {
+        let mut p = s;
+        while p < e {
+            let n = ((e - p) as usize).min(buf.len());
+            read_exact(fd, &mut buf[..n], p)?;
+            sum.add_pages((p - d.file_off) / PAGE_SIZE, &buf[..n]);
+            p += n as u64;
+        }
+        Ok(())
+    })?;
+    if sum.0 != d.checksum {
+        return Err(ImageError::GhostChecksum(i));
     }
     Ok(())
 }
