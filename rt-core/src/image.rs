@@ -54,7 +54,7 @@ impl ImageError {
                 l.t("corrupt image: program header of segment ").u(i as u64).t(" disagrees with the segment table")
             }
             ImageError::Checksum { seg, vaddr } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") fails its checksum"),
-            ImageError::GhostChecksum(i) => l.t("corrupt image: the saved deleted file ").u(i as u64).t(" fails its checksum"),
+            ImageError::GhostChecksum(i) => l.t("corrupt image: saved deleted file ").u(i as u64).t(" fails its checksum"),
         };
     }
 }
