@@ -97,9 +97,9 @@ fn tstp_restarts(arch: Arch) {
 
 /// SIGUSR2: the program runs on and changes every file; a restart of the
 /// image starts from the files as they were at the checkpoint.
-fn usr2_checkpoint_with(t: &T, wrap: Wrap) {
+fn usr2_checkpoint_with(t: &T, wrap: Wrap, unprivileged: bool) {
     let (prog, dir) = setup(t);
-    if wrap != plain as Wrap {
+    if unprivileged {
         t.open_up();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -128,7 +128,7 @@ fn usr2_checkpoint_with(t: &T, wrap: Wrap) {
 }
 
 fn usr2_checkpoint(arch: Arch) {
-    usr2_checkpoint_with(&T::new("ghost-usr2", arch), plain);
+    usr2_checkpoint_with(&T::new("ghost-usr2", arch), plain, false);
 }
 
 arch_tests!(tstp_restarts, usr2_checkpoint);
@@ -139,7 +139,7 @@ fn usr2_checkpoint_as_nobody() {
     if is_root() && !require_tool("setpriv") {
         return;
     }
-    usr2_checkpoint_with(&T::new("ghost-nobody", Arch::X86_64), nobody);
+    usr2_checkpoint_with(&T::new("ghost-nobody", Arch::X86_64), nobody, true);
 }
 
 /// Where a restarted process's fd `fd` leads.

@@ -16,6 +16,11 @@
 //! deleted file still open (a ghost) is saved into the image, up to the
 //! size limit of [`Request::ghost_limit`]; otherwise the checkpoint fails.
 
+// A `Failure` that names a file carries its path by value (a `CPath`,
+// 4 KiB): there is no allocator to box it into, and the handler's stack
+// has room for it. Hence the large `Err` variants.
+#![allow(clippy::result_large_err)]
+
 use crate::elf::{self, Class, Cursor, Phdr};
 use crate::format::*;
 use crate::hash::{self, SegSum};
