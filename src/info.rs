@@ -169,6 +169,17 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
     let img = Image::parse(&head, len).map_err(|e| format!("{}: {}", path.display(), describe(e)))?;
     let h = img.header;
     let integrity = image::verify_data(&img, file.as_raw_fd(), &mut vec![0u8; 1 << 20]).map_err(describe);
+    let ghosts: Vec<Value> = (0..img.nghosts())
+        .filter_map(|i| img.ghost(i))
+        .map(|(d, p)| {
+            json!({
+                "path": String::from_utf8_lossy(p),
+                "size": d.size,
+                "stored": d.stored,
+                "memfd": d.flags & ghost_flags::MEMFD != 0,
+            })
+        })
+        .collect();
 
     let names = file_names(&img);
     let (prog, args) = psinfo(&img);
@@ -201,6 +212,7 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
                 "flags": open_flags(d.flags),
                 "offset": d.pos,
                 "restored": d.fd > 2 && d.kind != fd_kind::OTHER,
+                "ghost": if d.kind == fd_kind::GHOST { json!(d.ghost) } else { Value::Null },
             })
         })
         .collect();
@@ -244,6 +256,7 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
         "file_bytes": len,
         "disk_bytes": disk,
         "open_files": fds,
+        "ghost_files": ghosts,
         "signal_handlers": handlers,
         "blocked": sigset(h.blocked),
         "pending": sigset(h.pending),
@@ -310,6 +323,19 @@ fn print_text(v: &Value) {
                 "  (not restored)"
             }
         );
+    }
+    let ghosts = v["ghost_files"].as_array().cloned().unwrap_or_default();
+    if !ghosts.is_empty() {
+        println!("  deleted files (saved in the image, recreated on restart)");
+        for (i, g) in ghosts.iter().enumerate() {
+            println!(
+                "    ghost {i:<3} {}{}  {} bytes, {} stored",
+                g["path"].as_str().unwrap_or(""),
+                if g["memfd"].as_bool() == Some(true) { " (memfd)" } else { "" },
+                g["size"],
+                size(g["stored"].as_u64().unwrap_or(0)),
+            );
+        }
     }
     let hs: Vec<String> = v["signal_handlers"]
         .as_array()

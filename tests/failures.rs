@@ -427,7 +427,7 @@ fn not_an_image(arch: Arch) {
     let mut b = std::fs::read(&img).unwrap();
     image::patch_header(&mut b, |h| h.version = 99);
     let v = write_bad(&t, "v99.ckpt", &b);
-    assert_refused(&t, &prog, &v, "image format version 99 is not supported (this rckpt reads version 1)");
+    assert_refused(&t, &prog, &v, "image format version 99 is not supported (this rckpt reads version 2)");
     assert_refused(&t, &prog, &t.p("missing.ckpt"), "cannot open: No such file or directory");
 }
 

@@ -25,8 +25,16 @@ const SIGUSR2: c_int = 12;
 /// The state the loader rewrites on restart (see `format::RestartPatch`).
 /// Written only before `main` runs and by the loader; read by the handler.
 #[no_mangle]
-pub static mut rckpt_patch: RestartPatch =
-    RestartPatch { magic: PATCH_MAGIC, ckpt_path: [0; 4096], relocatable: 0, generation: 0, debug: 0, warn: [1; 8], reserved: 0 };
+pub static mut rckpt_patch: RestartPatch = RestartPatch {
+    magic: PATCH_MAGIC,
+    ckpt_path: [0; 4096],
+    relocatable: 0,
+    generation: 0,
+    debug: 0,
+    warn: [1; 8],
+    reserved: 0,
+    ghost_limit: flags::DEFAULT_GHOST_LIMIT,
+};
 
 /// `-_condor_debug_wait` spins until a debugger clears this.
 #[no_mangle]
@@ -146,6 +154,7 @@ pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: 
         p.debug = f.debug;
         p.warn[..5].copy_from_slice(&f.warn);
         p.reserved = f.aggravate_bugs as u32;
+        p.ghost_limit = f.ghost_limit.unwrap_or(flags::DEFAULT_GHOST_LIMIT);
     }
     if f.restart {
         // SAFETY: argv/envp come from the C runtime.
@@ -223,7 +232,7 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     let mut image = CPath::from_bytes(file).unwrap_or_else(|e| fail("image name", e));
     image.push(&[0]).unwrap_or_else(|e| fail("image name", e));
     let ckpt = &patch().ckpt_path;
-    let mut argv: [*const u8; 24] = [core::ptr::null(); 24];
+    let mut argv: [*const u8; 28] = [core::ptr::null(); 28];
     let mut n = 0;
     let mut add = |p: *const u8| {
         argv[n] = p;
@@ -242,6 +251,24 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     if f.aggravate_bugs {
         add(c"--aggravate-bugs".as_ptr().cast());
     }
+    // Decimal, NUL-terminated: the loader parses it like the flag.
+    let mut limit = [0u8; 24];
+    if let Some(v) = f.ghost_limit {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        limit[..digits.len() - i].copy_from_slice(&digits[i..]);
+        add(c"--ghost-limit".as_ptr().cast());
+        add(limit.as_ptr());
+    }
     const KINDS: [&[u8]; 5] = [b"ALL\0", b"NOTICE\0", b"READWRITE\0", b"UNSUP\0", b"BADURL\0"];
     const MODES: [&[u8]; 3] = [b"OFF\0", b"ON\0", b"ONCE\0"];
     for (k, &m) in f.warn.iter().enumerate().skip(1) {
@@ -253,7 +280,7 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     }
     add(c"--".as_ptr().cast());
     add(image.as_bytes().as_ptr());
-    // SAFETY: argv is NULL-terminated (24 slots, at most 21 used); envp is the
+    // SAFETY: argv is NULL-terminated (28 slots, at most 23 used); envp is the
     // process environment.
     let e = unsafe { sys::fexecve(fd, argv.as_ptr(), envp as *const *const u8) };
     fail("execveat", e)
@@ -408,23 +435,23 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
         ppid,
         pending,
         timers,
+        ghost_limit: p.ghost_limit,
     };
     match writer::checkpoint(&req) {
         Ok(st) => {
             if p.debug > 0 {
-                Line::new()
-                    .t("rckpt: D_CKPT: wrote ")
+                let mut l = Line::new();
+                l.t("rckpt: D_CKPT: wrote ")
                     .s(path.as_bytes())
                     .t(": ")
                     .u(st.segments as u64)
                     .t(" segments, ")
                     .u(st.stored >> 10)
-                    .t(" KiB stored, ")
-                    .u(st.ns / 1_000_000)
-                    .t(" ms (fsync ")
-                    .u(st.sync_ns / 1_000_000)
-                    .t(" ms of it)")
-                    .emit();
+                    .t(" KiB stored, ");
+                if st.ghosts > 0 {
+                    l.u(st.ghosts as u64).t(" deleted files (").u(st.ghost_bytes >> 10).t(" KiB of it), ");
+                }
+                l.u(st.ns / 1_000_000).t(" ms (fsync ").u(st.sync_ns / 1_000_000).t(" ms of it)").emit();
             }
             true
         }
@@ -438,10 +465,8 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
 /// One line: what failed, the previous image is kept, the program runs on.
 fn report_failure(sig: c_int, path: &[u8], e: writer::Failure) {
     let mut l = Line::new();
-    l.t("rckpt: checkpoint to ").s(path).t(" failed: ").t(e.what);
-    if let Some(errno) = e.errno {
-        l.t(": ").e(errno);
-    }
+    l.t("rckpt: checkpoint to ").s(path).t(" failed: ");
+    e.describe(&mut l);
     l.t("; the previous checkpoint is kept");
     if sig == SIGTSTP {
         l.t(", the program keeps running");

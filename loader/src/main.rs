@@ -1,5 +1,6 @@
-//! `rckpt-loader [--relocatable] [--ckpt FILE] [--check] IMAGE`: restore a
-//! checkpoint image into this process and resume it.
+//! `rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--ghost-limit SIZE]
+//! IMAGE`: restore a checkpoint image into this process and resume it
+//! (`--ghost-limit` sets the restarted program's `-_condor_ghost_limit`).
 //!
 //! A static, libc-free executable linked at a fixed address
 //! (`linker/loader-<arch>.ld`). Its `_start` switches to a stack inside its
@@ -16,7 +17,7 @@
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::AtomicU64;
-use rckpt_rt_core::flags::{MODE_OFF, MODE_ON, MODE_ONCE, WARN_KINDS};
+use rckpt_rt_core::flags::{parse_size, MODE_OFF, MODE_ON, MODE_ONCE, WARN_KINDS};
 use rckpt_rt_core::image;
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::restore::{self, Buffers, Options};
@@ -40,7 +41,8 @@ extern "C" {
     static __loader_end: u8;
 }
 
-const USAGE: &str = "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] IMAGE";
+const USAGE: &str =
+    "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] [--ghost-limit SIZE] IMAGE";
 
 fn usage(msg: &str) -> ! {
     Line::new().t("rckpt-loader: ").t(msg).emit();
@@ -67,7 +69,8 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
     // SAFETY: as above; argv[i] for i < argc are NUL-terminated strings.
     let arg = |i: usize| -> &'static [u8] { unsafe { cstr(*sp.add(1 + i) as *const u8) } };
 
-    let mut opts = Options { image: b"", ckpt: None, relocatable: false, debug: false, aggravate_bugs: false, warn: [MODE_ON; 5] };
+    let mut opts =
+        Options { image: b"", ckpt: None, relocatable: false, debug: false, aggravate_bugs: false, warn: [MODE_ON; 5], ghost_limit: None };
     let mut check = false;
     let mut from_program = false;
     let mut image = None;
@@ -89,6 +92,10 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             b"--from-program" => from_program = true,
             b"--debug" => opts.debug = true,
             b"--aggravate-bugs" => opts.aggravate_bugs = true,
+            b"--ghost-limit" => {
+                let Some(v) = parse_size(next()) else { usage("--ghost-limit needs a size in bytes, optionally with a K, M or G suffix") };
+                opts.ghost_limit = Some(v);
+            }
             b"--warning" => {
                 let kind = next();
                 let mode = next();

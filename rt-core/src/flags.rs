@@ -11,6 +11,9 @@ pub const WARN_UNSUP: usize = 3;
 pub const MODE_OFF: u8 = 0;
 pub const MODE_ON: u8 = 1;
 pub const MODE_ONCE: u8 = 2;
+/// Largest deleted file a checkpoint saves unless `-_condor_ghost_limit`
+/// says otherwise.
+pub const DEFAULT_GHOST_LIMIT: u64 = 64 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flags<'a> {
@@ -26,11 +29,22 @@ pub struct Flags<'a> {
     pub warn: [u8; 5],
     pub debug_wait: bool,
     pub aggravate_bugs: bool,
+    /// `-_condor_ghost_limit SIZE` in bytes (the last one wins).
+    pub ghost_limit: Option<u64>,
 }
 
 impl Default for Flags<'_> {
     fn default() -> Self {
-        Flags { file: None, restart: false, relocatable: false, debug: 0, warn: [MODE_ON; 5], debug_wait: false, aggravate_bugs: false }
+        Flags {
+            file: None,
+            restart: false,
+            relocatable: false,
+            debug: 0,
+            warn: [MODE_ON; 5],
+            debug_wait: false,
+            aggravate_bugs: false,
+            ghost_limit: None,
+        }
     }
 }
 
@@ -43,6 +57,8 @@ pub enum FlagError<'a> {
     BadLevel(&'a [u8]),
     Unknown(&'a [u8]),
     Unsupported(&'a [u8]),
+    /// The flag and its malformed SIZE argument.
+    BadSize(&'a [u8], &'a [u8]),
 }
 
 impl FlagError<'_> {
@@ -55,8 +71,28 @@ impl FlagError<'_> {
             FlagError::BadLevel(f) => l.s(f).t(": expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
             FlagError::Unknown(f) => l.t("unknown flag ").s(f),
             FlagError::Unsupported(f) => l.s(f).t(" is not supported yet (command files come in a later rckpt version)"),
+            FlagError::BadSize(f, v) => {
+                l.s(f).t(": bad size '").s(v).t("' (expected a number of bytes, optionally with a K, M or G suffix, e.g. 256M)")
+            }
         };
     }
+}
+
+/// A size in bytes: decimal digits, optionally followed by one of `K`,
+/// `M`, `G` (either case; powers of 1024). `None` if malformed or if it
+/// does not fit in 64 bits.
+pub fn parse_size(b: &[u8]) -> Option<u64> {
+    let (digits, shift) = match b.last()? {
+        b'K' | b'k' => (&b[..b.len() - 1], 10),
+        b'M' | b'm' => (&b[..b.len() - 1], 20),
+        b'G' | b'g' => (&b[..b.len() - 1], 30),
+        _ => (b, 0),
+    };
+    let v = crate::procfs::dec(digits)?;
+    if v.leading_zeros() < shift {
+        return None;
+    }
+    Some(v << shift)
 }
 
 /// Parse `n` arguments (argv[1..]), fetched by `arg(i)`. `remove(i)` is
@@ -105,6 +141,10 @@ pub fn parse<'a>(n: usize, arg: impl Fn(usize) -> &'a [u8], mut remove: impl FnM
                 } else {
                     f.warn[k] = m;
                 }
+            }
+            b"ghost_limit" => {
+                let v = take("a SIZE argument")?;
+                f.ghost_limit = Some(parse_size(v).ok_or(FlagError::BadSize(a, v))?);
             }
             b"debug_wait" => f.debug_wait = true,
             b"aggravate_bugs" => f.aggravate_bugs = true,
@@ -157,5 +197,30 @@ mod tests {
         assert_eq!(run(&[b"-_condor_cmd_fd", b"3"]).0, Err(FlagError::Unsupported(b"-_condor_cmd_fd")));
         assert_eq!(run(&[b"-_condor_bogus"]).0, Err(FlagError::Unknown(b"-_condor_bogus")));
         assert_eq!(run(&[b"-_condor_D_"]).0, Err(FlagError::BadLevel(b"-_condor_D_")));
+        assert_eq!(run(&[b"-_condor_ghost_limit"]).0, Err(FlagError::Missing(b"-_condor_ghost_limit", "a SIZE argument")));
+        assert_eq!(run(&[b"-_condor_ghost_limit", b"12X"]).0, Err(FlagError::BadSize(b"-_condor_ghost_limit", b"12X")));
+    }
+
+    #[test]
+    fn ghost_limit() {
+        let (r, rm) = run(&[b"a", b"-_condor_ghost_limit", b"128M", b"b"]);
+        assert_eq!(r.unwrap().ghost_limit, Some(128 << 20));
+        assert_eq!(&rm[..4], &[false, true, true, false]);
+        assert_eq!(run(&[b"x"]).0.unwrap().ghost_limit, None);
+        let (r, _) = run(&[b"-_condor_ghost_limit", b"1k", b"-_condor_ghost_limit", b"4096"]);
+        assert_eq!(r.unwrap().ghost_limit, Some(4096));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(b"0"), Some(0));
+        assert_eq!(parse_size(b"4096"), Some(4096));
+        assert_eq!(parse_size(b"3K"), Some(3 << 10));
+        assert_eq!(parse_size(b"64m"), Some(64 << 20));
+        assert_eq!(parse_size(b"2G"), Some(2 << 30));
+        assert_eq!(parse_size(b"17179869183G"), Some(17179869183 << 30));
+        for bad in [&b""[..], b"K", b"-1", b"1.5G", b"12KB", b" 12", b"17179869184G", b"99999999999999999999"] {
+            assert_eq!(parse_size(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! [Ehdr][Phdr: PT_NOTE][Phdr: PT_LOAD x nseg][notes][pad to page]
 //! [segment 0 data][segment 1 data]...        (page-aligned, sparse)
+//! [ghost 0 data][ghost 1 data]...            (page-aligned, sparse)
 //! ```
 //!
 //! * One `PT_LOAD` per mapping, `p_offset` page aligned so a loader (or gdb)
@@ -17,6 +18,12 @@
 //! * Integrity: every segment has a checksum ([`crate::hash::SegSum`]) in
 //!   `NT_RCKPT_SEGS`; the seal holds XXH64 of every byte before it
 //!   (ELF header, program headers, all earlier notes).
+//! * Ghost files (CRIU's name): files the process had open after deleting
+//!   them (`tmpfile()`, memfds). No name leads to them any more, so their
+//!   contents are saved after the segment data, sparse and checksummed like
+//!   segments, and described in `NT_RCKPT_GHOSTS`; a restart recreates
+//!   each one (`O_TMPFILE` in its old directory, else a memfd) and reopens
+//!   the fds and shared mappings that used it.
 //!
 //! All rckpt structures below have the same layout for 32- and 64-bit images
 //! (fixed-width fields only); the kernel notes use the image's word size.
@@ -25,7 +32,7 @@ use static_assertions::const_assert_eq;
 
 pub const IMAGE_MAGIC: [u8; 8] = *b"RCKPTIMG";
 /// Bump on any incompatible change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const PAGE_SIZE: u64 = 4096;
 
 pub const NOTE_CORE: &[u8] = b"CORE";
@@ -46,6 +53,7 @@ pub const NT_RCKPT_SIGS: u32 = 0x5243_0004;
 pub const NT_RCKPT_CWD: u32 = 0x5243_0005;
 pub const NT_RCKPT_TIMERS: u32 = 0x5243_0006;
 pub const NT_RCKPT_MAPFILES: u32 = 0x5243_0007;
+pub const NT_RCKPT_GHOSTS: u32 = 0x5243_0008;
 pub const NT_RCKPT_SEAL: u32 = 0x5243_00ff;
 
 /// The kernel's view of the address space layout, restored through
@@ -174,13 +182,17 @@ pub mod fd_kind {
     /// Pipe, socket, anonymous inode...: not restored.
     pub const OTHER: u32 = 4;
     pub fn known(k: u32) -> bool {
-        (REG..=OTHER).contains(&k)
+        (REG..=GHOST).contains(&k)
     }
+    /// A deleted file (or a memfd): reopened from the recreated ghost
+    /// `FdDesc::ghost` at the saved offset.
+    pub const GHOST: u32 = 5;
     pub fn name(k: u32) -> &'static str {
         match k {
             REG => "file",
             DIR => "dir",
             CHR => "chardev",
+            GHOST => "ghost",
             _ => "other",
         }
     }
@@ -197,8 +209,45 @@ pub struct FdDesc {
     pub pos: u64,
     pub kind: u32,
     pub path_len: u32,
+    /// For `fd_kind::GHOST`: index in `NT_RCKPT_GHOSTS`; else [`NO_GHOST`].
+    pub ghost: u32,
+    pub reserved: u32,
 }
-const_assert_eq!(core::mem::size_of::<FdDesc>(), 24);
+const_assert_eq!(core::mem::size_of::<FdDesc>(), 32);
+
+/// `FdDesc::ghost` / `MapFileDesc::ghost` of a live file (found by path).
+pub const NO_GHOST: u32 = u32::MAX;
+/// At most this many ghost files per image (more fails the checkpoint).
+pub const MAX_GHOSTS: usize = 64;
+
+/// Bits of `GhostDesc::flags`.
+pub mod ghost_flags {
+    /// The original was a memfd (`/memfd:NAME`): recreated with
+    /// `memfd_create(NAME)`.
+    pub const MEMFD: u32 = 1;
+    pub const ALL: u32 = MEMFD;
+}
+
+/// `NT_RCKPT_GHOSTS` entry header, one per distinct deleted file: the
+/// original path (without " (deleted)") follows, `path_len` bytes, then
+/// zero padding to 8 bytes (counted from the descriptor's start). The
+/// file's data is at `file_off` in the image, page aligned and sparse
+/// (holes of the file are holes of the image), `size` bytes long, with a
+/// [`crate::hash::SegSum`] over its pages like a segment's.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GhostDesc {
+    /// The file's size.
+    pub size: u64,
+    pub file_off: u64,
+    /// Bytes written (the file's data extents); the rest are holes.
+    pub stored: u64,
+    pub checksum: u64,
+    /// [`ghost_flags`].
+    pub flags: u32,
+    pub path_len: u32,
+}
+const_assert_eq!(core::mem::size_of::<GhostDesc>(), 40);
 
 /// `NT_RCKPT_MAPFILES` entry header, one per `SHARED_FILE` segment:
 /// `path_len` bytes of path follow, then zero padding to 8 bytes (counted
@@ -211,8 +260,12 @@ pub struct MapFileDesc {
     pub path_len: u32,
     /// Offset in the file of the segment's first byte.
     pub offset: u64,
+    /// Index in `NT_RCKPT_GHOSTS` of the deleted file mapped, or
+    /// [`NO_GHOST`]: a live file, found by path.
+    pub ghost: u32,
+    pub reserved: u32,
 }
-const_assert_eq!(core::mem::size_of::<MapFileDesc>(), 16);
+const_assert_eq!(core::mem::size_of::<MapFileDesc>(), 24);
 
 /// `NT_RCKPT_SIGS`: 64 of these, for signals 1..=64.
 #[repr(C)]
@@ -265,6 +318,8 @@ pub struct RestartPatch {
     pub debug: u32,
     pub warn: [u8; 8],
     pub reserved: u32,
+    /// Largest deleted file a checkpoint saves (`-_condor_ghost_limit`).
+    pub ghost_limit: u64,
 }
 pub const PATCH_MAGIC: [u8; 8] = *b"RCKPTPAT";
 

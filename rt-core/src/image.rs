@@ -37,6 +37,8 @@ pub enum ImageError {
         seg: usize,
         vaddr: u64,
     },
+    /// Ghost file `i`'s data fails its checksum.
+    GhostChecksum(usize),
 }
 
 impl ImageError {
@@ -59,6 +61,7 @@ impl ImageError {
             }
             ImageError::BadSegment { seg, vaddr, what } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") ").t(what),
             ImageError::Checksum { seg, vaddr } => l.t("corrupt image: segment ").u(seg as u64).t(" (").x(vaddr).t(") fails its checksum"),
+            ImageError::GhostChecksum(i) => l.t("corrupt image: saved deleted file ").u(i as u64).t(" fails its checksum"),
         };
     }
 }
@@ -137,6 +140,8 @@ pub struct Image<'a> {
     timers: &'a [u8],
     /// `NT_RCKPT_MAPFILES` (empty if the image has none).
     mapfiles: &'a [u8],
+    /// `NT_RCKPT_GHOSTS` (empty if the image has none).
+    ghosts: &'a [u8],
     pub auxv: &'a [u8],
 }
 
@@ -197,6 +202,7 @@ impl<'a> Image<'a> {
         img.check_fds()?;
         img.check_mapfiles()?;
         img.check_cwd_auxv()?;
+        img.check_ghosts()?;
         Ok(img)
     }
 
@@ -241,6 +247,7 @@ impl<'a> Image<'a> {
             cwd: &[],
             timers: &[],
             mapfiles: &[],
+            ghosts: &[],
             auxv: &[],
         })
     }
@@ -271,6 +278,7 @@ impl<'a> Image<'a> {
                 (NOTE_RCKPT, NT_RCKPT_CWD) => self.cwd = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_TIMERS) => self.timers = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_MAPFILES) => self.mapfiles = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_GHOSTS) => self.ghosts = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SEAL) => found.seal = Some(n),
                 (NOTE_CORE, NT_AUXV) => self.auxv = n.desc,
                 _ => {}
@@ -428,6 +436,12 @@ impl<'a> Image<'a> {
             {
                 return Err(ImageError::Malformed("the rseq area is not in a stored writable segment"));
             }
+            // glibc keeps it in the thread's control block, next to the
+            // thread pointer.
+            let tp = bases[0];
+            if tp == 0 || h.rseq_addr.abs_diff(tp) > 64 << 10 {
+                return Err(ImageError::Malformed("the rseq area is not next to the thread pointer"));
+            }
         }
         Ok(())
     }
@@ -541,6 +555,85 @@ impl<'a> Image<'a> {
         let pair = 2 * self.class.word();
         if self.auxv.is_empty() || !self.auxv.len().is_multiple_of(pair) || self.auxv.len() > MAX_AUXV {
             return Err(ImageError::Malformed("auxiliary vector"));
+        }
+        Ok(())
+    }
+
+    /// The ghost table, entry by entry: (descriptor, path, offset of the
+    /// next entry). Checked arithmetic only; `None` ends it (or marks it
+    /// malformed, which [`Image::check_ghosts`] tells apart).
+    fn ghost_at(&self, pos: usize) -> Option<(GhostDesc, &'a [u8], usize)> {
+        let b = self.ghosts;
+        let d: GhostDesc = pod_read(b, pos)?;
+        let start = pos.checked_add(core::mem::size_of::<GhostDesc>())?;
+        let end = start.checked_add(d.path_len as usize)?;
+        let path = b.get(start..end)?;
+        let next = end.checked_add(7)? & !7;
+        Some((d, path, next))
+    }
+
+    pub fn nghosts(&self) -> usize {
+        let mut pos = 0;
+        let mut n = 0;
+        while let Some((_, _, next)) = self.ghost_at(pos) {
+            n += 1;
+            pos = next;
+        }
+        n
+    }
+
+    /// Ghost file `i`: its descriptor and original path.
+    pub fn ghost(&self, i: usize) -> Option<(GhostDesc, &'a [u8])> {
+        let mut pos = 0;
+        for _ in 0..i {
+            pos = self.ghost_at(pos)?.2;
+        }
+        self.ghost_at(pos).map(|(d, p, _)| (d, p))
+    }
+
+    /// The ghost table says what it may: well-formed entries that exactly
+    /// fill the note, bounded paths, each data area page aligned, after the
+    /// headers and inside the file, no more stored than the file's size;
+    /// and every ghost fd and ghost mapping names an existing entry.
+    fn check_ghosts(&self) -> Result<(), ImageError> {
+        let bad = ImageError::Malformed("ghost file table");
+        let headers_end = self.notes_off.checked_add(self.notes_len).ok_or(bad)? as u64;
+        let mut pos = 0;
+        let mut n = 0;
+        while pos < self.ghosts.len() {
+            let (d, path, next) = self.ghost_at(pos).ok_or(bad)?;
+            let end = d.file_off.checked_add(d.size).ok_or(bad)?;
+            if path.is_empty()
+                || path.len() >= sys::PATH_MAX
+                || path.contains(&0)
+                || d.flags & !ghost_flags::ALL != 0
+                || !d.file_off.is_multiple_of(PAGE_SIZE)
+                || d.file_off < headers_end
+                || d.stored > d.size
+                || next > self.ghosts.len()
+            {
+                return Err(bad);
+            }
+            if end > self.file_size {
+                return Err(ImageError::Truncated { need: end, have: self.file_size });
+            }
+            n += 1;
+            pos = next;
+        }
+        if pos != self.ghosts.len() || n > MAX_GHOSTS {
+            return Err(bad);
+        }
+        let ghost_ok = |g: u32| (g as usize) < n;
+        if self.fds().any(|(d, _)| d.kind == fd_kind::GHOST && !ghost_ok(d.ghost)) {
+            return Err(bad);
+        }
+        let mut pos = 0;
+        while let Some(d) = pod_read::<MapFileDesc>(self.mapfiles, pos) {
+            if d.ghost != NO_GHOST && !ghost_ok(d.ghost) {
+                return Err(bad);
+            }
+            let start = pos.checked_add(core::mem::size_of::<MapFileDesc>()).ok_or(bad)?;
+            pos = start.checked_add(d.path_len as usize).and_then(|e| e.checked_add(7)).ok_or(bad)? & !7;
         }
         Ok(())
     }
@@ -685,12 +778,13 @@ pub fn verify_segment(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(
     Ok(())
 }
 
-/// Checksum every segment's data through `buf`, then check the signal
+/// Checksum every segment's and ghost file's data through `buf`, then check the signal
 /// frame: with [`Image::parse`], the whole verdict on an image (`rckpt
 /// info`; the loader checks the same sums as it reads the data into place,
 /// and the same frame).
 pub fn verify_data(img: &Image, fd: Fd, buf: &mut [u8]) -> Result<(), ImageError> {
     (0..img.nseg()).try_for_each(|i| verify_segment(img, fd, i, buf))?;
+    (0..img.nghosts()).try_for_each(|i| verify_ghost(img, fd, i, buf))?;
     check_frame(img, fd)
 }
 
@@ -722,6 +816,47 @@ pub fn check_frame(img: &Image, fd: Fd) -> Result<(), ImageError> {
         || (fp != 0 && !holds(fp, 512, rw, false))
     {
         return Err(ImageError::Malformed("the signal frame does not describe this image's memory"));
+    }
+    check_rseq(img, fd)
+}
+
+/// A registered rseq area holds the CPU the thread last ran on twice
+/// (`cpu_id_start`, `cpu_id`); other bytes the loader would hand to the
+/// kernel as one (and overwrite) are refused.
+fn check_rseq(img: &Image, fd: Fd) -> Result<(), ImageError> {
+    let h = &img.header;
+    if h.rseq_len == 0 {
+        return Ok(());
+    }
+    let mut area = [0u8; 8];
+    let d = img.seg_holding(h.rseq_addr, h.rseq_addr + 8).map(|i| img.seg(i)).ok_or(ImageError::Malformed("rseq area"))?;
+    read_exact(fd, &mut area, d.file_off + (h.rseq_addr - d.vaddr))?;
+    let (start, now) = (elf::rd_u32(&area, 0).unwrap_or(0), elf::rd_u32(&area, 4).unwrap_or(1));
+    if start != now || start >= 1 << 16 {
+        return Err(ImageError::Malformed("the rseq area does not hold a registered rseq area"));
+    }
+    Ok(())
+}
+
+/// Read and checksum ghost file `i`'s data through `buf` (`rckpt info`;
+/// the loader checks it while it copies the data into the new file).
+pub fn verify_ghost(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(), ImageError> {
+    let Some((d, _)) = img.ghost(i) else {
+        return Err(ImageError::Malformed("ghost file table"));
+    };
+    let mut sum = SegSum::default();
+    for_each_extent(fd, d.file_off, d.size, |s, e| {
+        let mut p = s;
+        while p < e {
+            let n = ((e - p) as usize).min(buf.len());
+            read_exact(fd, &mut buf[..n], p)?;
+            sum.add_pages((p - d.file_off) / PAGE_SIZE, &buf[..n]);
+            p += n as u64;
+        }
+        Ok(())
+    })?;
+    if sum.0 != d.checksum {
+        return Err(ImageError::GhostChecksum(i));
     }
     Ok(())
 }

@@ -12,6 +12,9 @@ pub struct MapLine {
     pub exec: bool,
     pub shared: bool,
     pub offset: u64,
+    /// The device (`major:minor`, hex) and inode of a file mapping.
+    pub dev_major: u32,
+    pub dev_minor: u32,
     pub inode: u64,
     /// Range of the path (or `[name]`) inside the maps text.
     pub name_at: u32,
@@ -91,6 +94,8 @@ pub fn parse_map_line(text: &[u8], at: usize, end: usize) -> Option<MapLine> {
     if perms.len() < 4 {
         return None;
     }
+    let dev = f(3);
+    let colon = dev.iter().position(|&c| c == b':')?;
     Some(MapLine {
         start: hex(&range[..dash])? as usize,
         end: hex(&range[dash + 1..])? as usize,
@@ -99,6 +104,8 @@ pub fn parse_map_line(text: &[u8], at: usize, end: usize) -> Option<MapLine> {
         exec: perms[2] == b'x',
         shared: perms[3] == b's',
         offset: hex(f(2))?,
+        dev_major: u32::try_from(hex(&dev[..colon])?).ok()?,
+        dev_minor: u32::try_from(hex(&dev[colon + 1..])?).ok()?,
         inode: dec(f(4))?,
         name_at: (at + i) as u32,
         name_len: (line.len() - i) as u32,
@@ -184,10 +191,15 @@ mod tests {
         assert!(m.read && !m.write && m.exec && !m.shared);
         assert_eq!(m.offset, 0x2000);
         assert_eq!(m.inode, 1234);
+        assert_eq!((m.dev_major, m.dev_minor), (0xfd, 1));
         assert_eq!(m.name(t), b"/usr/lib/x b");
         let t = b"7ffd0000-7ffd1000 rw-p 00000000 00:00 0 \n";
         let m = parse_map_line(t, 0, t.len() - 1).unwrap();
         assert_eq!(m.name(t), b"");
+        let t = b"7f00-8f00 rw-s 00000000 103:1a2 99 /tmp/x (deleted)\n";
+        let m = parse_map_line(t, 0, t.len() - 1).unwrap();
+        assert_eq!((m.dev_major, m.dev_minor, m.inode), (0x103, 0x1a2, 99));
+        assert!(parse_map_line(b"7f00-8f00 rw-s 0 0801 9 /x", 0, 26).is_none());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Options<'a> {
     pub aggravate_bugs: bool,
     /// Warning modes by kind (see `flags::WARN_KINDS`).
     pub warn: [u8; 5],
+    /// `--ghost-limit`: the restarted program's limit for saving deleted
+    /// files; `None` keeps the image's.
+    pub ghost_limit: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +55,10 @@ pub enum RestoreError<'a> {
     /// for `File`), and why it cannot be mapped again.
     Mapped(u64, &'a [u8], bool, Errno),
     Conflict(u64),
+    /// A deleted file (ghost) that could not be recreated: its path and why.
+    Ghost(&'a [u8], Errno),
+    /// Ghost `i` (its path) fails its checksum.
+    GhostChecksum(usize, &'a [u8]),
     Sys(&'static str, Errno),
     TooMany(&'static str),
 }
@@ -109,6 +116,10 @@ impl RestoreError<'_> {
                 l.s(path).t(" again (shared at ").x(addr).t("): ").e(e)
             }
             RestoreError::Conflict(a) => l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it"),
+            RestoreError::Ghost(path, e) => l.t("cannot recreate the deleted file ").s(path).t(": ").e(e),
+            RestoreError::GhostChecksum(i, path) => {
+                l.t("corrupt image: saved deleted file ").u(i as u64).t(" (").s(path).t(") fails its checksum")
+            }
             RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
             RestoreError::TooMany(what) => l.t("too many ").t(what),
         };
@@ -164,6 +175,7 @@ pub struct Plan<'a> {
     opts_debug: bool,
     opts_aggravate: bool,
     warn: [u8; 5],
+    ghost_limit: Option<u64>,
     loader: (usize, usize),
     /// (segment, fd) of shared file mappings whose address was taken
     /// during prepare; mapped in commit.
@@ -351,6 +363,10 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     let max_target = img.fds().map(|(d, _)| d.fd).max().unwrap_or(0).max(2);
     let base = (max_target + 1).max(10) as usize;
     let fd = sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd).map_err(sys_err("moving the image fd"))?;
+
+    // Deleted files: recreated now, above the fds too; closed when prepare
+    // ends (the reopened fds and the mappings keep them alive).
+    let ghosts = recreate_ghosts(opts, &img, &here, fd, io, base)?;
     let mut plan_fds = [(0i32, 0i32); MAX_FDS];
     let mut nfds = 0;
     let mut warned_unsup = false;
@@ -373,7 +389,11 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             continue;
         }
         let mut p = CPath::new();
-        let (shown, relocated, pushed) = relocate(opts, img.cwd, &here, path, &mut p);
+        let (shown, relocated, pushed) = if d.kind == fd_kind::GHOST {
+            (path, false, ghosts.link(d.ghost, &mut p))
+        } else {
+            relocate(opts, img.cwd, &here, path, &mut p)
+        };
         let file_err = |e| RestoreError::File(d.fd, shown, relocated, e);
         pushed.map_err(file_err)?;
         const KEEP: u32 = 0o3 | sys::O_APPEND | 0o4000 /* O_NONBLOCK */ | 0o10000 /* O_DSYNC */
@@ -392,6 +412,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         plan_fds[nfds] = (d.fd | (((d.flags & sys::O_CLOEXEC != 0) as i32) << 30), high);
         nfds += 1;
         if d.flags & 0o3 == sys::O_RDWR
+            && d.kind != fd_kind::GHOST
             && opts.warn[crate::flags::WARN_READWRITE] != 0
             && !(warned_rw && opts.warn[crate::flags::WARN_READWRITE] == 2)
         {
@@ -428,7 +449,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             if deferred(&d, loader) {
                 return Err(RestoreError::Conflict(d.vaddr));
             }
-            let (mfd, off) = open_mapfile(opts, &img, &here, i, base)?;
+            let (mfd, off) = open_mapfile(opts, &img, &here, &ghosts, i, base)?;
             let flags = sys::MAP_SHARED | sys::MAP_FIXED_NOREPLACE;
             // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
             match unsafe { sys::mmap(d.vaddr as usize, d.len as usize, d.prot, flags, mfd, off) } {
@@ -478,6 +499,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     }
 
     read_bytes += read_pieces(&img, fd, &pieces[..npieces], sums, helper_stack)?;
+    drop(ghosts);
     dry_run(&img, fd, loader)?;
 
     let mut ckpt = CPath::new();
@@ -504,6 +526,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         opts_debug: opts.debug,
         opts_aggravate: opts.aggravate_bugs,
         warn: opts.warn,
+        ghost_limit: opts.ghost_limit,
         loader,
         mapfds,
         nmapfds,
@@ -530,13 +553,150 @@ fn relocate<'p>(opts: &Options, old_cwd: &[u8], here: &CPath, path: &'p [u8], p:
     }
 }
 
+/// The recreated ghost files, by index; closed on drop.
+struct Ghosts {
+    fds: [Fd; MAX_GHOSTS],
+    n: usize,
+}
+
+impl Ghosts {
+    fn get(&self, i: u32) -> Result<Fd, Errno> {
+        self.fds[..self.n].get(i as usize).copied().ok_or(Errno::EBADF)
+    }
+    /// `/proc/self/fd/N` of ghost `i` into `p`: opening it gives a new open
+    /// file description of the ghost, with flags and offset of its own.
+    fn link(&self, i: u32, p: &mut CPath) -> Result<(), Errno> {
+        let fd = self.get(i)?;
+        p.push(b"/proc/self/fd/")?;
+        p.push_dec(fd as u64)
+    }
+}
+
+impl Drop for Ghosts {
+    fn drop(&mut self) {
+        for &fd in &self.fds[..self.n] {
+            let _ = sys::close(fd);
+        }
+    }
+}
+
+/// Recreate every ghost file of the image, at numbers from `base` up.
+fn recreate_ghosts<'a>(
+    opts: &Options,
+    img: &Image<'a>,
+    here: &CPath,
+    fd: Fd,
+    io: &mut [u8],
+    base: usize,
+) -> Result<Ghosts, RestoreError<'a>> {
+    let mut g = Ghosts { fds: [-1; MAX_GHOSTS], n: 0 };
+    for i in 0..img.nghosts() {
+        let Some(slot) = g.fds.get_mut(i) else {
+            return Err(RestoreError::TooMany("deleted files"));
+        };
+        *slot = recreate_ghost(opts, img, here, i, fd, io, base)?;
+        g.n = i + 1;
+    }
+    Ok(g)
+}
+
+/// A new unnamed file for ghost `i`, holding its saved data: `O_TMPFILE`
+/// in the original directory (moved like any path by a relocatable
+/// restart), else (directory gone, no `O_TMPFILE` there) a memfd; a memfd
+/// again for a memfd. The data is checksummed as it is copied.
+fn recreate_ghost<'a>(
+    opts: &Options,
+    img: &Image<'a>,
+    here: &CPath,
+    i: usize,
+    fd: Fd,
+    io: &mut [u8],
+    base: usize,
+) -> Result<Fd, RestoreError<'a>> {
+    let Some((d, path)) = img.ghost(i) else {
+        return Err(RestoreError::Image(ImageError::Malformed("ghost file table")));
+    };
+    let err = |e| RestoreError::Ghost(path, e);
+    let base_name = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+    // memfd names are at most 249 bytes.
+    let memfd = |name: &[u8]| sys::memfd_create(&name[..name.len().min(240)], sys::MFD_CLOEXEC);
+    let t = if d.flags & ghost_flags::MEMFD != 0 {
+        memfd(path.strip_prefix(b"/memfd:").unwrap_or(base_name))
+    } else {
+        let mut p = CPath::new();
+        let (_, _, pushed) = relocate(opts, img.cwd, here, path, &mut p);
+        let tmp = pushed.and_then(|_| {
+            let cut = p.as_bytes().iter().rposition(|&c| c == b'/').ok_or(Errno::ENOENT)?;
+            p.truncate(cut.max(1));
+            sys::open(&mut p, sys::O_TMPFILE | sys::O_RDWR | sys::O_CLOEXEC, 0o600)
+        });
+        tmp.or_else(|_| memfd(base_name))
+    }
+    .map_err(err)?;
+    let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd);
+    let _ = sys::close(t);
+    let high = high.map_err(err)?;
+    let r = fill_ghost(img, i, fd, high, io);
+    if r.is_err() {
+        let _ = sys::close(high);
+    }
+    r?;
+    Ok(high)
+}
+
+/// Copy ghost `i`'s data extents from the image into `out` (holes stay
+/// holes) and size it; the checksum is verified on the way.
+fn fill_ghost<'a>(img: &Image<'a>, i: usize, fd: Fd, out: Fd, io: &mut [u8]) -> Result<(), RestoreError<'a>> {
+    let (d, path) = img.ghost(i).unwrap_or_default();
+    sys::ftruncate(out, d.size).map_err(|e| RestoreError::Ghost(path, e))?;
+    let mut sum = SegSum::default();
+    let mut write_err = None;
+    let r = image::for_each_extent(fd, d.file_off, d.size, |s, e| {
+        let mut p = s;
+        while p < e {
+            let n = ((e - p) as usize).min(io.len());
+            image::read_exact(fd, &mut io[..n], p)?;
+            let off = p - d.file_off;
+            sum.add_pages(off / PAGE_SIZE, &io[..n]);
+            if let Err(e) = sys::pwrite_all(out, &io[..n], off) {
+                write_err = Some(e);
+                return Err(ImageError::Malformed("ghost file data"));
+            }
+            p += n as u64;
+        }
+        Ok(())
+    });
+    if let Some(e) = write_err {
+        return Err(RestoreError::Ghost(path, e));
+    }
+    r?;
+    if sum.0 != d.checksum {
+        return Err(RestoreError::GhostChecksum(i, path));
+    }
+    Ok(())
+}
+
 /// Open the file a `SHARED_FILE` segment maps (read-write if the mapping
-/// was writable), at a number above the image's fds.
-fn open_mapfile<'a>(opts: &Options, img: &Image<'a>, here: &CPath, i: usize, base: usize) -> Result<(Fd, u64), RestoreError<'a>> {
+/// was writable), at a number above the image's fds: by path, or the
+/// recreated ghost of a deleted file.
+fn open_mapfile<'a>(
+    opts: &Options,
+    img: &Image<'a>,
+    here: &CPath,
+    ghosts: &Ghosts,
+    i: usize,
+    base: usize,
+) -> Result<(Fd, u64), RestoreError<'a>> {
     let d = img.seg(i);
     let Some((m, path)) = img.mapfile(i) else {
         return Err(RestoreError::Image(ImageError::Malformed("shared file mapping without its file")));
     };
+    if m.ghost != NO_GHOST {
+        let err = |e| RestoreError::Mapped(d.vaddr, path, false, e);
+        let g = ghosts.get(m.ghost).map_err(err)?;
+        let high = sys::fcntl(g, sys::F_DUPFD_CLOEXEC, base).map_err(err)?;
+        return Ok((high as Fd, m.offset));
+    }
     let mut p = CPath::new();
     let (shown, relocated, pushed) = relocate(opts, img.cwd, here, path, &mut p);
     let err = |e| RestoreError::Mapped(d.vaddr, shown, relocated, e);
@@ -855,6 +1015,11 @@ impl<'a> Plan<'a> {
             patch.debug = self.opts_debug as u32;
             patch.warn[..5].copy_from_slice(&self.warn);
             patch.reserved = self.opts_aggravate as u32;
+            patch.ghost_limit = match self.ghost_limit {
+                Some(l) => l,
+                None if patch_deferred => image_ghost_limit(&self.img, self.fd),
+                None => patch.ghost_limit, // the image's, now in place
+            };
         }
 
         // 5. Final protections.
@@ -1087,6 +1252,27 @@ fn set_mm<'a>(img: &Image<'a>) -> Result<(), RestoreError<'a>> {
     unsafe { sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0) }
         .map(|_| ())
         .map_err(sys_err("the image's address-space layout (prctl PR_SET_MM_MAP)"))
+}
+
+/// The ghost limit the checkpointed runtime had, read from the image (for
+/// a patch block under the loader, not in place yet).
+fn image_ghost_limit(img: &Image, fd: Fd) -> u64 {
+    let addr = img.header.patch_addr + core::mem::offset_of!(RestartPatch, ghost_limit) as u64;
+    let mut b = [0u8; 8];
+    let found = (0..img.nseg()).find(|&i| {
+        let d = img.seg(i);
+        d.vaddr <= addr && addr + 8 <= d.vaddr + d.len
+    });
+    match found {
+        Some(i) if img.seg_has_data(i) => {
+            let d = img.seg(i);
+            match image::read_exact(fd, &mut b, d.file_off + (addr - d.vaddr)) {
+                Ok(()) => u64::from_le_bytes(b),
+                Err(_) => crate::flags::DEFAULT_GHOST_LIMIT,
+            }
+        }
+        _ => crate::flags::DEFAULT_GHOST_LIMIT,
+    }
 }
 
 /// `struct prctl_mm_map` with the layout the kernel reads from 32- and

@@ -15,9 +15,9 @@ pub const AT_FDCWD: i32 = -100;
 pub const PATH_MAX: usize = 4096;
 
 pub use linux_raw_sys::general::{
-    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY,
-    O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, PROT_EXEC, PROT_READ, PROT_WRITE, SEEK_CUR, SEEK_DATA, SEEK_END,
-    SEEK_HOLE, SEEK_SET,
+    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, O_APPEND, O_CLOEXEC, O_CREAT,
+    O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, PROT_EXEC, PROT_READ, PROT_WRITE, SEEK_CUR,
+    SEEK_DATA, SEEK_END, SEEK_HOLE, SEEK_SET,
 };
 
 /// A NUL-terminated path in a fixed buffer.
@@ -56,6 +56,20 @@ impl CPath {
     }
     pub fn truncate(&mut self, n: usize) {
         self.buf.truncate(n)
+    }
+    /// Append `v` in decimal.
+    pub fn push_dec(&mut self, mut v: u64) -> Result<()> {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&d[i..])
     }
     /// Pointer to a NUL-terminated copy, valid while `self` is not changed.
     fn c_ptr(&mut self) -> Result<usize> {
@@ -423,10 +437,18 @@ pub fn getdents64(fd: Fd, buf: &mut [u8]) -> Result<usize> {
 #[derive(Clone, Copy, Default)]
 pub struct Stat {
     pub mode: u32,
+    pub nlink: u32,
     pub size: u64,
     pub ino: u64,
     pub dev_major: u32,
     pub dev_minor: u32,
+}
+
+impl Stat {
+    /// Whether both name the same file (device and inode).
+    pub fn same_file(&self, o: &Stat) -> bool {
+        self.ino == o.ino && self.dev_major == o.dev_major && self.dev_minor == o.dev_minor
+    }
 }
 
 pub const S_IFMT: u32 = 0o170000;
@@ -434,16 +456,34 @@ pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFCHR: u32 = 0o020000;
 
-pub fn fstat(fd: Fd) -> Result<Stat> {
+/// `statx(dirfd, path, flags, STATX_BASIC_STATS)`, decoded.
+fn statx(dirfd: usize, path: usize, flags: usize) -> Result<Stat> {
     let mut sx = [0u8; 256];
-    let empty = [0u8; 1];
-    const AT_EMPTY_PATH: usize = 0x1000;
     const STATX_BASIC: usize = 0x7ff;
     // SAFETY: see the module note; statx writes at most 256 bytes.
-    unsafe { syscall5(Sysno::statx, fd as usize, empty.as_ptr() as usize, AT_EMPTY_PATH, STATX_BASIC, sx.as_mut_ptr() as usize) }?;
+    unsafe { syscall5(Sysno::statx, dirfd, path, flags, STATX_BASIC, sx.as_mut_ptr() as usize) }?;
     let u32_at = |o: usize| u32::from_le_bytes([sx[o], sx[o + 1], sx[o + 2], sx[o + 3]]);
     let u64_at = |o: usize| (u32_at(o) as u64) | ((u32_at(o + 4) as u64) << 32);
-    Ok(Stat { mode: (u32_at(28) & 0xffff), ino: u64_at(32), size: u64_at(40), dev_major: u32_at(136), dev_minor: u32_at(140) })
+    Ok(Stat {
+        mode: (u32_at(28) & 0xffff),
+        nlink: u32_at(16),
+        ino: u64_at(32),
+        size: u64_at(40),
+        dev_major: u32_at(136),
+        dev_minor: u32_at(140),
+    })
+}
+
+pub fn fstat(fd: Fd) -> Result<Stat> {
+    let empty = [0u8; 1];
+    const AT_EMPTY_PATH: usize = 0x1000;
+    statx(fd as usize, empty.as_ptr() as usize, AT_EMPTY_PATH)
+}
+
+/// `stat(path)`, following symbolic links.
+pub fn stat(path: &mut CPath) -> Result<Stat> {
+    let p = path.c_ptr()?;
+    statx(AT_FDCWD as usize, p, 0)
 }
 
 pub const F_GETFD: u32 = 1;

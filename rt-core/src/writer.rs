@@ -9,12 +9,24 @@
 //! Atomicity: the image goes to `FILE.tmp`, is fsync'ed, renamed over `FILE`,
 //! and the directory is fsync'ed. On any error the `.tmp` is removed and
 //! `FILE` is untouched.
+//!
+//! Restorability: an image that no restart could use is never committed.
+//! Every file to reopen by path must still be reachable by that path (the
+//! same device and inode), every file mapped shared likewise, and every
+//! deleted file still open (a ghost) is saved into the image, up to the
+//! size limit of [`Request::ghost_limit`]; otherwise the checkpoint fails.
+
+// A `Failure` that names a file carries its path by value (a `CPath`,
+// 4 KiB): there is no allocator to box it into, and the handler's stack
+// has room for it. Hence the large `Err` variants.
+#![allow(clippy::result_large_err)]
 
 use crate::elf::{self, Class, Cursor, Phdr};
 use crate::format::*;
 use crate::hash::{self, SegSum};
+use crate::line::Line;
 use crate::procfs::{self, MapLine};
-use crate::sys::{self, CPath, Errno, Fd, KSigaction};
+use crate::sys::{self, CPath, Errno, Fd, KSigaction, Stat};
 use rckpt_arch as arch;
 
 /// What the handler asks for.
@@ -37,11 +49,17 @@ pub struct Request<'a> {
     /// The interval timers, read in the process itself (a forked copy has
     /// none).
     pub timers: [TimerDesc; 3],
+    /// Largest deleted file (ghost) to save; a larger one fails the
+    /// checkpoint.
+    pub ghost_limit: u64,
 }
 
 #[derive(Clone, Copy, Default)]
 pub struct Stats {
     pub segments: u32,
+    /// Deleted files saved, and their bytes (included in `stored`).
+    pub ghosts: u32,
+    pub ghost_bytes: u64,
     pub stored: u64,
     pub file_size: u64,
     /// Total time, and the part of it spent in fsync (file and directory).
@@ -49,23 +67,78 @@ pub struct Stats {
     pub sync_ns: u64,
 }
 
-/// What failed, for the one-line message: `what`, then the system's reason
-/// when a system call failed (`None`: `what` says it all).
-#[derive(Clone, Copy, Debug)]
+/// What failed, for the one-line message ([`Failure::describe`]): `what`,
+/// then the system's reason when a system call failed (`None`: `what` says
+/// it all); or a problem with one file of the process, named by its path.
+#[derive(Clone)]
 pub struct Failure {
     pub what: &'static str,
     pub errno: Option<Errno>,
+    pub file: Option<(Problem, CPath)>,
+}
+
+/// Why a file of the process makes the image unrestorable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The fd's path no longer names the file it has open.
+    StaleFd(Fd),
+    /// The path of the file mapped shared at this address no longer names
+    /// the mapped file.
+    StaleMapping(u64),
+    /// A deleted file still open (at this fd) is larger than the limit.
+    GhostTooLarge { fd: Fd, size: u64, limit: u64 },
 }
 
 impl Failure {
     /// A failure of rckpt's own limits, not of a system call.
     fn plain(what: &'static str) -> Self {
-        Failure { what, errno: None }
+        Failure { what, errno: None, file: None }
+    }
+    fn sys(what: &'static str, errno: Errno) -> Self {
+        Failure { what, errno: Some(errno), file: None }
+    }
+    fn file(p: Problem, path: &[u8]) -> Self {
+        let mut c = CPath::new();
+        let _ = c.push(&path[..path.len().min(sys::PATH_MAX - 1)]);
+        Failure { what: "", errno: None, file: Some((p, c)) }
+    }
+
+    /// The message, without "rckpt: " and without a newline.
+    pub fn describe(&self, l: &mut Line) {
+        match &self.file {
+            None => {
+                l.t(self.what);
+                if let Some(e) = self.errno {
+                    l.t(": ").e(e);
+                }
+            }
+            Some((Problem::StaleFd(fd), path)) => {
+                l.t("fd ").i(*fd as i64).t(" (").s(path.as_bytes()).t("): that name no longer leads to the open file");
+            }
+            Some((Problem::StaleMapping(addr), path)) => {
+                l.t("the file mapped shared at ").x(*addr).t(" (").s(path.as_bytes()).t("): that name no longer leads to the mapped file");
+            }
+            Some((Problem::GhostTooLarge { fd, size, limit }, path)) => {
+                l.t("fd ").i(*fd as i64).t(" (").s(path.as_bytes()).t(") is a deleted file of ").u(*size);
+                l.t(" bytes, more than the limit of ")
+                    .u(*limit)
+                    .t(" bytes for saving deleted files (raise it with -_condor_ghost_limit SIZE)");
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // For tests and std callers only: the writer itself never formats.
+        let mut l = Line::new();
+        self.describe(&mut l);
+        f.write_str(core::str::from_utf8(l.as_bytes()).unwrap_or("?"))
     }
 }
 
 fn fail(what: &'static str) -> impl FnOnce(Errno) -> Failure {
-    move |errno| Failure { what, errno: Some(errno) }
+    move |errno| Failure::sys(what, errno)
 }
 
 /// The process must be single-threaded: the checkpoint saves one thread's
@@ -124,6 +197,9 @@ struct Seg {
     prot: u32,
     /// Whether any data may be stored (decides `p_filesz`).
     has_data: bool,
+    /// For a shared mapping of a deleted file: 1 + the index of its ghost
+    /// (0: none; an all-zero `Seg` stays valid).
+    ghost: u32,
     file_off: u64,
     stored: u64,
     sum: u64,
@@ -138,6 +214,36 @@ struct Scratch {
     dents: [u8; SMALL],
     scan: [PageRegion; SCAN_VEC],
     bounce: [u8; CHUNK],
+    ghosts: [Ghost; MAX_GHOSTS],
+}
+
+/// A deleted file the process still has open (memfds included).
+#[derive(Clone, Copy, Default)]
+struct Ghost {
+    /// The first fd found open on it; its contents are read through it.
+    fd: Fd,
+    st: Stat,
+    /// `ghost_flags`.
+    flags: u32,
+    /// Where its `GhostDesc` sits in the header buffer.
+    desc_at: usize,
+    file_off: u64,
+    stored: u64,
+    sum: u64,
+}
+
+const DELETED: &[u8] = b" (deleted)";
+
+/// A path as /proc shows it, without the " (deleted)" of a deleted file.
+fn strip_deleted(p: &[u8]) -> &[u8] {
+    p.strip_suffix(DELETED).unwrap_or(p)
+}
+
+/// `/proc/self/fd/N` for fd `n`.
+fn fd_link(n: Fd) -> Result<CPath, Errno> {
+    let mut p = CPath::from_bytes(b"/proc/self/fd/")?;
+    p.push_dec(n as u64)?;
+    Ok(p)
 }
 
 /// The scratch mapping; unmapped on drop.
@@ -204,7 +310,9 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let mut old_xfsz = KSigaction::default();
     // SAFETY: SIG_IGN is always a valid disposition; the old one is restored below.
     let _ = unsafe { sys::sigaction(25, Some(&ign), Some(&mut old_xfsz)) };
-    let r = write_image(req, fd.0, segs, text, vdso, &mut s.hdr, &mut s.small, &mut s.dents, &mut s.scan, &mut s.bounce, old_xfsz);
+    let bufs =
+        Bufs { hdr: &mut s.hdr, small: &mut s.small, dents: &mut s.dents, vec: &mut s.scan, bounce: &mut s.bounce, ghosts: &mut s.ghosts };
+    let r = write_image(req, fd.0, segs, text, vdso, bufs, old_xfsz);
     // SAFETY: restoring the disposition read above.
     let _ = unsafe { sys::sigaction(25, Some(&old_xfsz), None) };
     let t_sync = sys::monotonic_ns();
@@ -224,7 +332,7 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let mut dst = req.path.clone();
     if let Err(e) = sys::rename(&mut tmp, &mut dst) {
         let _ = sys::unlink(&mut tmp);
-        return Err(Failure { what: "renaming the checkpoint into place", errno: Some(e) });
+        return Err(Failure::sys("renaming the checkpoint into place", e));
     }
     let t_dir = sys::monotonic_ns();
     sync_dir(req.path);
@@ -382,26 +490,31 @@ fn uses_scan(kind: u32) -> bool {
     matches!(kind, seg_kind::ANON | seg_kind::HEAP | seg_kind::STACK)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_image(
-    req: &Request,
-    fd: Fd,
-    segs: &mut [Seg],
-    text: &[u8],
-    vdso: Vdso,
-    hdr: &mut [u8],
-    small: &mut [u8],
-    dents: &mut [u8],
-    vec: &mut [PageRegion],
-    bounce: &mut [u8],
-    old_xfsz: KSigaction,
-) -> Result<Stats, Failure> {
+/// The scratch buffers `write_image` works in.
+struct Bufs<'a> {
+    hdr: &'a mut [u8],
+    small: &'a mut [u8],
+    dents: &'a mut [u8],
+    vec: &'a mut [PageRegion],
+    bounce: &'a mut [u8],
+    ghosts: &'a mut [Ghost; MAX_GHOSTS],
+}
+
+fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso, b: Bufs, old_xfsz: KSigaction) -> Result<Stats, Failure> {
+    let Bufs { hdr, small, dents, vec, bounce, ghosts } = b;
     // The segment holding this very stack changes while it is written: it
     // goes through a copy, so that file and checksum agree.
-    let here = &bounce as *const _ as usize;
+    let here = &fd as *const Fd as usize;
     let class = Class::NATIVE;
     let mut pmp = CPath::from_bytes(b"/proc/self/pagemap").map_err(fail("opening pagemap"))?;
     let pm = OwnedFd(sys::open(&mut pmp, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("opening /proc/self/pagemap"))?);
+
+    // Deleted files still open, and the shared mappings of them.
+    let own_fds = [fd, pm.0];
+    let nghost = gather_ghosts(dents, &own_fds, ghosts, req.ghost_limit)?;
+    let ghosts = &mut ghosts[..nghost];
+    link_ghost_mappings(segs, text, ghosts);
+    check_mapped_files(segs, text)?;
 
     // Which segments store anything at all (decides p_filesz).
     let mut have_scan = true;
@@ -409,7 +522,7 @@ fn write_image(
         if sg.has_data && uses_scan(sg.kind) {
             match scan(pm.0, sg.map.start, sg.map.end, &mut vec[..1], 1) {
                 Some(Ok((k, _))) => sg.has_data = k > 0,
-                Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: Some(e) }),
+                Some(Err(e)) => return Err(Failure::sys("scanning page tables", e)),
                 None => have_scan = false,
             }
         }
@@ -419,7 +532,7 @@ fn write_image(
     let notes_at = class.ehdr_size() + phnum * class.phdr_size();
     let mut c = Cursor::new(hdr);
     c.pos = notes_at;
-    let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, &[fd, pm.0], old_xfsz)?;
+    let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, &own_fds, ghosts, old_xfsz)?;
     if c.overflow {
         return Err(Failure::plain("building notes (too large)"));
     }
@@ -433,6 +546,11 @@ fn write_image(
         if sg.has_data {
             off += (sg.map.end - sg.map.start) as u64;
         }
+    }
+    // Then the ghosts' data, each page aligned.
+    for g in ghosts.iter_mut() {
+        g.file_off = off;
+        off = page_up(off + g.st.size);
     }
     let file_size = off;
 
@@ -448,7 +566,7 @@ fn write_image(
             loop {
                 let (k, walk_end) = match scan(pm.0, start, sg.map.end, vec, 0) {
                     Some(Ok(r)) => r,
-                    Some(Err(e)) => return Err(Failure { what: "scanning page tables", errno: Some(e) }),
+                    Some(Err(e)) => return Err(Failure::sys("scanning page tables", e)),
                     None => return Err(Failure::plain("scanning page tables: PAGEMAP_SCAN gave an unexpected result")),
                 };
                 let live = sg.map.start <= here && here < sg.map.end;
@@ -469,6 +587,12 @@ fn write_image(
         sg.sum = sum.0;
         stored_total += stored;
     }
+    let mut ghost_bytes = 0;
+    for g in ghosts.iter_mut() {
+        write_ghost(fd, g, bounce)?;
+        ghost_bytes += g.stored;
+    }
+    stored_total += ghost_bytes;
     sys::ftruncate(fd, file_size).map_err(fail("sizing the checkpoint"))?;
 
     // Now every offset and checksum is known: fill in the segment table, the
@@ -485,6 +609,17 @@ fn write_image(
         };
         let at = marks.segs + i * core::mem::size_of::<SegDesc>();
         c.buf[at..at + core::mem::size_of::<SegDesc>()].copy_from_slice(pod_bytes(&d));
+    }
+    for g in ghosts.iter() {
+        let size = core::mem::size_of::<GhostDesc>();
+        let Some(dst) = c.buf.get_mut(g.desc_at..g.desc_at + size) else {
+            return Err(Failure::plain("building the header (too large)"));
+        };
+        let mut d: GhostDesc = pod_read(dst, 0).unwrap_or_default();
+        d.file_off = g.file_off;
+        d.stored = g.stored;
+        d.checksum = g.sum;
+        dst.copy_from_slice(pod_bytes(&d));
     }
     let end = c.pos;
     c.pos = 0;
@@ -522,7 +657,140 @@ fn write_image(
         return Err(Failure::plain("building the header (too large)"));
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
-    Ok(Stats { segments: segs.len() as u32, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
+    Ok(Stats { segments: segs.len() as u32, ghosts: ghosts.len() as u32, ghost_bytes, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
+}
+
+/// Find the deleted files (and memfds) open at fds above 2 (0-2 come from
+/// the restarting environment), one entry per file. A file larger than
+/// `limit` fails the checkpoint, naming it.
+fn gather_ghosts(dents: &mut [u8], own_fds: &[Fd], ghosts: &mut [Ghost], limit: u64) -> Result<usize, Failure> {
+    let fd_n = list_fds(dents)?;
+    let mut n = 0;
+    for name in procfs::dirents(&dents[..fd_n]) {
+        let Some(v) = procfs::dec(name) else { continue };
+        let fdn = v as Fd;
+        if fdn <= 2 || own_fds.contains(&fdn) {
+            continue;
+        }
+        let Ok(st) = sys::fstat(fdn) else { continue };
+        if st.mode & sys::S_IFMT != sys::S_IFREG {
+            continue;
+        }
+        let mut target = CPath::new();
+        let mut link = fd_link(fdn).map_err(fail("listing fds"))?;
+        if sys::readlink(&mut link, &mut target).is_err() {
+            continue;
+        }
+        let memfd = target.as_bytes().starts_with(b"/memfd:");
+        if (st.nlink != 0 && !memfd) || ghosts[..n].iter().any(|g| g.st.same_file(&st)) {
+            continue;
+        }
+        if st.size > limit {
+            return Err(Failure::file(Problem::GhostTooLarge { fd: fdn, size: st.size, limit }, strip_deleted(target.as_bytes())));
+        }
+        let Some(slot) = ghosts.get_mut(n) else {
+            return Err(Failure::plain("too many deleted files open (rckpt saves at most 64)"));
+        };
+        *slot = Ghost { fd: fdn, st, flags: if memfd { ghost_flags::MEMFD } else { 0 }, ..Default::default() };
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A shared mapping of a deleted file that is also a ghost maps the
+/// recreated ghost on restart: nothing of it is stored. Other deleted
+/// shared mappings (shared anonymous memory, SysV shm, a deleted file no fd
+/// holds) keep their contents in the image.
+fn link_ghost_mappings(segs: &mut [Seg], text: &[u8], ghosts: &[Ghost]) {
+    for sg in segs.iter_mut() {
+        if sg.kind != seg_kind::SHARED || sg.map.inode == 0 || !sg.map.name(text).ends_with(DELETED) {
+            continue;
+        }
+        let m = &sg.map;
+        let found = ghosts.iter().position(|g| g.st.ino == m.inode && g.st.dev_major == m.dev_major && g.st.dev_minor == m.dev_minor);
+        if let Some(k) = found {
+            sg.kind = seg_kind::SHARED_FILE;
+            sg.has_data = false;
+            sg.ghost = k as u32 + 1;
+        }
+    }
+}
+
+/// Every file mapped shared (and not a ghost) must still be the file its
+/// path names, or no restart could map it again.
+fn check_mapped_files(segs: &[Seg], text: &[u8]) -> Result<(), Failure> {
+    for sg in segs.iter().filter(|sg| sg.kind == seg_kind::SHARED_FILE && sg.ghost == 0) {
+        let name = sg.map.name(text);
+        let m = &sg.map;
+        let want = Stat { ino: m.inode, dev_major: m.dev_major, dev_minor: m.dev_minor, ..Default::default() };
+        let same = CPath::from_bytes(name).and_then(|mut p| sys::stat(&mut p)).is_ok_and(|st| st.same_file(&want));
+        if !same {
+            return Err(Failure::file(Problem::StaleMapping(m.start as u64), name));
+        }
+    }
+    Ok(())
+}
+
+/// An fd reopened by path on restart must still lead to its file.
+fn check_fd_path(fd: Fd, st: &Stat, path: &[u8]) -> Result<(), Failure> {
+    let same = CPath::from_bytes(path).and_then(|mut p| sys::stat(&mut p)).is_ok_and(|now| now.same_file(st));
+    if same {
+        Ok(())
+    } else {
+        Err(Failure::file(Problem::StaleFd(fd), path))
+    }
+}
+
+/// Copy a ghost's data extents (found with SEEK_DATA/SEEK_HOLE; holes stay
+/// holes) to its place in the image through `buf`, and checksum them
+/// page by page as a segment is. The file is read through a new open file
+/// description (`/proc/self/fd/N`), so the program's own offset never
+/// moves. A file that shrinks meanwhile ends early: what was stored is
+/// what the checksum covers.
+fn write_ghost(img: Fd, g: &mut Ghost, buf: &mut [u8]) -> Result<(), Failure> {
+    const WHAT: &str = "reading a deleted file";
+    let mut link = fd_link(g.fd).map_err(fail(WHAT))?;
+    let src = OwnedFd(sys::open(&mut link, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail(WHAT))?);
+    let size = g.st.size;
+    let mut sum = SegSum::default();
+    let mut stored = 0u64;
+    let mut pos = 0u64;
+    'extents: while pos < size {
+        let d = match sys::lseek(src.0, pos, sys::SEEK_DATA) {
+            Ok(d) => d,
+            Err(Errno::ENXIO) => break,
+            Err(e) => return Err(Failure::sys(WHAT, e)),
+        };
+        if d >= size {
+            break;
+        }
+        let h = sys::lseek(src.0, d, sys::SEEK_HOLE).map_err(fail(WHAT))?;
+        let mut at = (d & !(PAGE_SIZE - 1)).max(pos);
+        let end = page_up(h).min(size);
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
+            let k = match sys::pread(src.0, &mut buf[..want], at) {
+                Ok(k) => k,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Failure::sys(WHAT, e)),
+            };
+            if k == 0 {
+                break 'extents;
+            }
+            sys::pwrite_all(img, &buf[..k], g.file_off + at).map_err(fail("writing a deleted file's data"))?;
+            sum.add_pages(at / PAGE_SIZE, &buf[..k]);
+            stored += k as u64;
+            at += k as u64;
+            if !at.is_multiple_of(PAGE_SIZE) && at < end {
+                // A short read mid-page: the file shrank under us.
+                break 'extents;
+            }
+        }
+        pos = end.max(pos + 1);
+    }
+    g.stored = stored;
+    g.sum = sum.0;
+    Ok(())
 }
 
 /// Write `[a, b)` of segment `sg` at its place in the file; hash what was
@@ -557,7 +825,7 @@ fn write_run(fd: Fd, sg: &Seg, a: usize, b: usize, sum: &mut SegSum, mut bounce:
                     faulted = true;
                     break;
                 }
-                Err(e) => return Err(Failure { what: "writing memory", errno: Some(e) }),
+                Err(e) => return Err(Failure::sys("writing memory", e)),
             }
         }
         // SAFETY: the kernel just read these `done` bytes of our own memory,
@@ -594,6 +862,7 @@ fn build_notes(
     small: &mut [u8],
     dents: &mut [u8],
     own_fds: &[Fd],
+    ghosts: &mut [Ghost],
     old_xfsz: KSigaction,
 ) -> Result<Marks, Failure> {
     let class = Class::NATIVE;
@@ -789,15 +1058,27 @@ fn build_notes(
         info.push(name).map_err(fail("listing fds"))?;
         let k = sys::read_file(info.as_bytes(), small).unwrap_or(0);
         let (pos, flags) = procfs::fdinfo(&small[..k]).unwrap_or((0, 0));
-        let kind = match stat.mode & sys::S_IFMT {
+        let mut kind = match stat.mode & sys::S_IFMT {
             sys::S_IFREG => fd_kind::REG,
             sys::S_IFDIR => fd_kind::DIR,
             sys::S_IFCHR => fd_kind::CHR,
             _ => fd_kind::OTHER,
         };
-        let d = FdDesc { fd: fdn, flags, pos, kind, path_len: target.len() as u32 };
+        let mut ghost = NO_GHOST;
+        let mut path = target.as_bytes();
+        if fdn > 2 && kind == fd_kind::REG {
+            if let Some(k) = ghosts.iter().position(|g| g.st.same_file(&stat)) {
+                kind = fd_kind::GHOST;
+                ghost = k as u32;
+                path = strip_deleted(path);
+            }
+        }
+        if fdn > 2 && matches!(kind, fd_kind::REG | fd_kind::DIR | fd_kind::CHR) {
+            check_fd_path(fdn, &stat, path)?;
+        }
+        let d = FdDesc { fd: fdn, flags, pos, kind, path_len: path.len() as u32, ghost, reserved: 0 };
         c.bytes(pod_bytes(&d));
-        c.bytes(target.as_bytes());
+        c.bytes(path);
         c.align_from(m.desc, 8);
         written += 1;
     }
@@ -828,8 +1109,27 @@ fn build_notes(
     // NT_RCKPT_MAPFILES
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_MAPFILES);
     for (i, sg) in segs.iter().enumerate().filter(|(_, sg)| sg.kind == seg_kind::SHARED_FILE) {
-        let path = sg.map.name(text);
-        let d = MapFileDesc { seg: i as u32, path_len: path.len() as u32, offset: sg.map.offset };
+        let (path, ghost) = match sg.ghost {
+            0 => (sg.map.name(text), NO_GHOST),
+            k => (strip_deleted(sg.map.name(text)), k - 1),
+        };
+        let d = MapFileDesc { seg: i as u32, path_len: path.len() as u32, offset: sg.map.offset, ghost, reserved: 0 };
+        c.bytes(pod_bytes(&d));
+        c.bytes(path);
+        c.align_from(m.desc, 8);
+    }
+    c.end_note(m);
+
+    // NT_RCKPT_GHOSTS (offsets, sizes stored and checksums filled in after
+    // the data is written)
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_GHOSTS);
+    for g in ghosts.iter_mut() {
+        let mut link = fd_link(g.fd).map_err(fail("reading a deleted file's name"))?;
+        let mut target = CPath::new();
+        sys::readlink(&mut link, &mut target).map_err(fail("reading a deleted file's name"))?;
+        let path = strip_deleted(target.as_bytes());
+        g.desc_at = c.pos;
+        let d = GhostDesc { size: g.st.size, flags: g.flags, path_len: path.len() as u32, ..Default::default() };
         c.bytes(pod_bytes(&d));
         c.bytes(path);
         c.align_from(m.desc, 8);

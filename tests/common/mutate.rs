@@ -11,6 +11,7 @@
 use super::image::{self, NoteAt};
 use rckpt_rt_core::format::*;
 use rckpt_rt_core::hash::{xxh64, SegSum};
+use std::mem::{offset_of, size_of};
 
 /// Where things are in a good image.
 #[derive(Clone, Debug)]
@@ -72,8 +73,8 @@ impl Layout {
             header: find(NT_RCKPT_HEADER).expect("no header"),
             segs: image::segments(b),
             segs_at: find(NT_RCKPT_SEGS).expect("no segment table").desc,
-            fd_entries: entries(b, find(NT_RCKPT_FDS), 24, 20),
-            mapfile_entries: entries(b, find(NT_RCKPT_MAPFILES), 16, 4),
+            fd_entries: entries(b, find(NT_RCKPT_FDS), size_of::<FdDesc>(), offset_of!(FdDesc, path_len)),
+            mapfile_entries: entries(b, find(NT_RCKPT_MAPFILES), size_of::<MapFileDesc>(), offset_of!(MapFileDesc, path_len)),
         }
     }
 
@@ -364,8 +365,10 @@ impl Mutant {
                 }
                 b[lay.header.desc..lay.header.desc + core::mem::size_of::<ImageHeader>()].copy_from_slice(pod_bytes(&h));
             }
-            Mutation::FdPathLen { entry, value } => put(&mut b, lay.fd_entries[entry] + 20, 4, value as u64),
-            Mutation::MapFilePathLen { entry, value } => put(&mut b, lay.mapfile_entries[entry] + 4, 4, value as u64),
+            Mutation::FdPathLen { entry, value } => put(&mut b, lay.fd_entries[entry] + offset_of!(FdDesc, path_len), 4, value as u64),
+            Mutation::MapFilePathLen { entry, value } => {
+                put(&mut b, lay.mapfile_entries[entry] + offset_of!(MapFileDesc, path_len), 4, value as u64)
+            }
         }
         if self.reseal && b.len() >= lay.seal.desc + 8 {
             // The seal where the good image has it, over everything before
