@@ -75,6 +75,8 @@ pub struct Failure {
     pub what: &'static str,
     pub errno: Option<Errno>,
     pub file: Option<(Problem, CPath)>,
+    /// The finished headers failed the readers' own validation.
+    pub invalid: Option<crate::image::ImageError>,
 }
 
 /// Why a file of the process makes the image unrestorable.
@@ -92,19 +94,24 @@ pub enum Problem {
 impl Failure {
     /// A failure of rckpt's own limits, not of a system call.
     fn plain(what: &'static str) -> Self {
-        Failure { what, errno: None, file: None }
+        Failure { what, errno: None, file: None, invalid: None }
     }
     fn sys(what: &'static str, errno: Errno) -> Self {
-        Failure { what, errno: Some(errno), file: None }
+        Failure { what, errno: Some(errno), file: None, invalid: None }
     }
     fn file(p: Problem, path: &[u8]) -> Self {
         let mut c = CPath::new();
         let _ = c.push(&path[..path.len().min(sys::PATH_MAX - 1)]);
-        Failure { what: "", errno: None, file: Some((p, c)) }
+        Failure { what: "", errno: None, file: Some((p, c)), invalid: None }
     }
 
     /// The message, without "rckpt: " and without a newline.
     pub fn describe(&self, l: &mut Line) {
+        if let Some(e) = self.invalid {
+            l.t("the image would not restore: ");
+            e.describe(l);
+            return;
+        }
         match &self.file {
             None => {
                 l.t(self.what);
@@ -655,6 +662,11 @@ fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso,
     c.end_note(m);
     if c.overflow || c.pos != hdr_len {
         return Err(Failure::plain("building the header (too large)"));
+    }
+    // What no reader would restore must not replace a good image: the
+    // headers pass the same validation as `rckpt info` and the loader.
+    if let Err(e) = crate::image::Image::parse(&c.buf[..hdr_len], file_size) {
+        return Err(Failure { invalid: Some(e), ..Failure::plain("") });
     }
     sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
     Ok(Stats { segments: segs.len() as u32, ghosts: ghosts.len() as u32, ghost_bytes, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
