@@ -160,15 +160,24 @@ fn xfeature_names(mask: u64) -> Vec<&'static str> {
 }
 
 pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
-    // The same head the loader reads (at most MAX_HEAD bytes), the same
-    // validation, the same checksums: the same verdict.
-    let mut head = vec![0u8; len.min(image::MAX_HEAD) as usize];
-    image::read_exact(file.as_raw_fd(), &mut head, 0).map_err(|e| format!("{}: {}", path.display(), describe(e)))?;
-    let img = Image::parse(&head, len).map_err(|e| format!("{}: {}", path.display(), describe(e)))?;
+    // `-`: the image comes on standard input (a pipe, a socket), read in
+    // one pass like any image.
+    let stdin = path.as_os_str() == "-";
+    let file = if stdin { None } else { Some(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?) };
+    let fd = file.as_ref().map_or(0, |f| f.as_raw_fd());
+    let meta = file.as_ref().map(|f| f.metadata()).transpose().map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = meta.as_ref().filter(|m| m.is_file()).map_or(u64::MAX, |m| m.len());
+    let shown = if stdin { "standard input".to_string() } else { path.display().to_string() };
+    // The same head the loader reads, the same validation, the same
+    // checksums in the same single pass: the same verdict.
+    let mut input = image::Input { fd, pos: 0 };
+    let mut head = vec![0u8; image::MAX_HEAD as usize];
+    let head = image::read_head(&mut input, &mut head, len).map_err(|e| format!("{shown}: {}", describe(e)))?;
+    let img = Image::parse(head, len).map_err(|e| format!("{shown}: {}", describe(e)))?;
     let h = img.header;
-    let integrity = image::verify_data(&img, file.as_raw_fd(), &mut vec![0u8; 1 << 20]).map_err(describe);
+    let mut sums = vec![0u64; img.nseg() + img.nghosts()];
+    let integrity = image::verify_stream(&img, &mut input, &mut sums, &mut vec![0u8; 1 << 20]).map_err(describe);
+    let len = if len == u64::MAX { input.pos } else { len };
     let ghosts: Vec<Value> = (0..img.nghosts())
         .filter_map(|i| img.ghost(i))
         .map(|(d, p)| {
@@ -232,10 +241,10 @@ pub fn run(path: &Path, json_out: bool) -> Result<i32, String> {
     let comm = String::from_utf8_lossy(h.comm.split(|&c| c == 0).next().unwrap_or(&[])).into_owned();
     let disk = {
         use std::os::unix::fs::MetadataExt;
-        file.metadata().map(|m| m.blocks() * 512).unwrap_or(0)
+        meta.as_ref().map_or(len, |m| m.blocks() * 512)
     };
     let v = json!({
-        "file": path.display().to_string(),
+        "file": shown,
         "program": if prog.is_empty() { comm } else { prog },
         "args": args,
         "arch": arch,

@@ -149,18 +149,20 @@ fn normalize(msg: &str, img: &Path) -> String {
 
 static PANIC_MSG: Mutex<String> = Mutex::new(String::new());
 
-/// Read `bytes` as `rckpt info` does (`src/info.rs::run`): the head is the
-/// file up to 64 MiB, then every segment is verified through the file
-/// `path`, written only if the head parses. Ok(verdict) or Err(panic).
+/// Read `bytes` as `rckpt info` does (`src/info.rs::run`): the head read
+/// in steps from the file `path`, parsed, then the data and trailer
+/// verified in the same pass. Ok(verdict) or Err(panic).
 fn read_in_process(bytes: &[u8], path: &Path) -> Result<bool, String> {
     let r = std::panic::catch_unwind(|| {
         let len = bytes.len() as u64;
-        let head = &bytes[..bytes.len().min(64 << 20)];
-        let Ok(img) = Image::parse(head, len) else { return false };
         std::fs::write(path, bytes).unwrap();
         let file = std::fs::File::open(path).unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        (0..img.nseg()).all(|i| image::verify_segment(&img, file.as_raw_fd(), i, &mut buf).is_ok())
+        let mut input = image::Input { fd: file.as_raw_fd(), pos: 0 };
+        let mut head = vec![0u8; image::MAX_HEAD as usize];
+        let Ok(head) = image::read_head(&mut input, &mut head, len) else { return false };
+        let Ok(img) = Image::parse(head, len) else { return false };
+        let mut sums = vec![0u64; img.nseg() + img.nghosts()];
+        image::verify_stream(&img, &mut input, &mut sums, &mut vec![0u8; 1 << 20]).is_ok()
     });
     r.map_err(|_| std::mem::take(&mut *PANIC_MSG.lock().unwrap()))
 }

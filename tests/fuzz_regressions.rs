@@ -99,8 +99,7 @@ fn phoff_near_2_64(arch: Arch) {
 fn vdso_copy_flipped(arch: Arch) {
     assert_refused(arch, "vdso-flip", |l, b| {
         let seg = l.seg_of_kind(seg_kind::VDSO).expect("no vDSO segment");
-        let d = l.segs[seg];
-        let at = b[d.file_off as usize..].iter().position(|&x| x != 0).unwrap() as u64;
+        let at = (0..l.segs[seg].stored).find(|&k| l.data_pos(seg, k).is_some_and(|p| b[p] != 0)).unwrap();
         Mutant::new(Mutation::FlipDataByte { seg, at, mask: 0x10 }, false)
     });
 }

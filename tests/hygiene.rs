@@ -14,13 +14,14 @@ const GENERATIONS: usize = 50;
 /// What a generation looks like: the address ranges of its /proc/PID/maps
 /// and of its image's segments (adjacent ranges joined: whether the kernel
 /// merges two neighbouring mappings depends on the order their pages were
-/// first touched, which is not the process's shape), and the image's
-/// apparent size.
+/// first touched, which is not the process's shape), and the bytes its
+/// image stores (its file size less head and trailer, whose lengths follow
+/// the mapping count).
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct Shape {
     maps: Vec<(u64, u64)>,
     segments: Vec<(u64, u64)>,
-    file: u64,
+    stored: u64,
 }
 
 /// Sorted ranges with touching neighbours joined.
@@ -50,7 +51,8 @@ fn maps_of(pid: i32) -> Vec<(u64, u64)> {
 
 fn image_shape(img: &std::path::Path) -> (Vec<(u64, u64)>, u64) {
     let b = std::fs::read(img).unwrap();
-    (joined(image::segments(&b).iter().map(|d| (d.vaddr, d.vaddr + d.len)).collect()), b.len() as u64)
+    let segs = image::segments(&b);
+    (joined(segs.iter().map(|d| (d.vaddr, d.vaddr + d.len)).collect()), segs.iter().map(|d| d.stored).sum())
 }
 
 fn fifty_generations(arch: Arch) {
@@ -69,8 +71,8 @@ fn fifty_generations(arch: Arch) {
         let maps = maps_of(r.pid);
         r.checkpoint_and_stop();
         out.push_str(&r.stdout());
-        let (segments, file) = image_shape(&img);
-        let shape = Shape { maps, segments, file };
+        let (segments, stored) = image_shape(&img);
+        let shape = Shape { maps, segments, stored };
         match &first {
             None => first = Some(shape),
             Some(f) => assert_eq!(&shape, f, "generation {g} differs from the first restart"),

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+use common::mutate::{Layout, Mutant, Mutation, SegField};
 use common::*;
 use rckpt_rt_core::format::{seg_kind, ImageHeader, SegDesc};
 use std::path::{Path, PathBuf};
@@ -75,24 +76,37 @@ fn set_phdr(b: &mut [u8], i: usize, k: usize, v: u64) {
     }
 }
 
-/// Change segment `i` in the segment table and in its program header
+/// Change segment `i` in the segment table and in its program headers
 /// alike (so only the checks of what they say can object), and reseal.
 fn set_seg(b: &mut [u8], i: usize, f: impl FnOnce(&mut SegDesc)) {
-    let n = image::find_note(b, b"RCKPT", 0x5243_0002).unwrap();
-    let at = n.desc + i * std::mem::size_of::<SegDesc>();
-    let mut d: SegDesc = rckpt_rt_core::format::pod_read(b, at).unwrap();
+    let mut m = Mutant::new(Mutation::FlipHeadBit { at: 0, bit: 0 }, true);
+    let lay = Layout::of(b);
+    let old = lay.segs[i];
+    let mut d = old;
     f(&mut d);
-    b[at..at + std::mem::size_of::<SegDesc>()].copy_from_slice(rckpt_rt_core::format::pod_bytes(&d));
-    let filesz = phdr_filesz(b, i + 1);
-    set_phdr(b, i + 1, 0, d.file_off);
-    set_phdr(b, i + 1, 1, d.vaddr);
-    set_phdr(b, i + 1, 2, if filesz != 0 { d.len } else { 0 });
-    set_phdr(b, i + 1, 3, d.len);
+    // One field at a time, through the fuzz harness's editor, which moves
+    // the segment's PT_LOADs with it.
+    let changes = [
+        (SegField::Vaddr, d.vaddr, old.vaddr),
+        (SegField::Len, d.len, old.len),
+        (SegField::Prot, d.prot as u64, old.prot as u64),
+        (SegField::Kind, d.kind as u64, old.kind as u64),
+        (SegField::Stored, d.stored, old.stored),
+    ];
+    for (field, new, was) in changes {
+        if new != was {
+            m.m = Mutation::Seg { seg: i, field, value: new, phdr: true, resum: false };
+            let out = m.apply(b, &Layout::of(b));
+            let n = b.len();
+            b.copy_from_slice(&out[..n]);
+        }
+    }
     image::reseal(b);
 }
 
 fn phdr_filesz(b: &[u8], i: usize) -> u64 {
-    let at = phoff(b) + i * if is64(b) { 56 } else { 32 };
+    let lay = Layout::of(b);
+    let at = lay.phdr_at(lay.first_piece[i]);
     if is64(b) {
         u64::from_le_bytes(b[at + 32..at + 40].try_into().unwrap())
     } else {
@@ -170,7 +184,8 @@ fn readers_agree(arch: Arch) {
     let (prog, orig) = good(&t);
     let v = seg_where(&orig, |d| d.kind == seg_kind::VDSO && d.stored > 0);
     let d = segs(&orig)[v];
-    let b = edit(&orig, |b| b[d.file_off as usize + 100] ^= 0x20);
+    let r = image::runs_of(&orig, v)[0];
+    let b = edit(&orig, |b| b[r.file_off as usize + 100] ^= 0x20);
     refused(&t, &prog, "vdso-byte.ckpt", &b, &format!("corrupt image: segment {v} (0x{:x}) fails its checksum", d.vaddr));
 
     let a = seg_where(&orig, |d| d.kind == seg_kind::ANON && d.stored > 0);
@@ -205,19 +220,20 @@ fn impossible_segments(arch: Arch) {
     refused(&t, &prog, "prot.ckpt", &b, &format!("corrupt image: segment 0 (0x{:x}) has unknown protection bits", all[0].vaddr));
     let b = edit(&orig, |b| set_seg(b, 0, |d| d.kind = 77));
     refused(&t, &prog, "kind.ckpt", &b, &format!("corrupt image: segment 0 (0x{:x}) has an unknown kind", all[0].vaddr));
-    // Two segments' data at the same place in the file.
-    let (i, j) = {
-        let with: Vec<usize> = (0..all.len()).filter(|&i| phdr_filesz(&orig, i + 1) != 0).collect();
-        (with[0], with[1])
-    };
-    let b = edit(&orig, |b| set_seg(b, j, |d| d.file_off = all[i].file_off));
-    refused(
-        &t,
-        &prog,
-        "data-overlap.ckpt",
-        &b,
-        &format!("corrupt image: segment {j} (0x{:x}) has its data over the headers or another segment's data", all[j].vaddr),
-    );
+    // A run's data claimed at another place in the file (program header
+    // moved to match): the run table no longer runs back to back.
+    let with: Vec<usize> = (0..all.len()).filter(|&i| all[i].nrun > 0).collect();
+    let j = with[1];
+    let at = image::runs(&orig)[all[j].first_run as usize].file_off;
+    let b = edit(&orig, |b| {
+        let lay = Layout::of(b);
+        let out = Mutant::new(Mutation::Seg { seg: j, field: SegField::FileOff, value: at - 4096, phdr: true, resum: false }, true)
+            .apply(b, &lay);
+        let n = b.len();
+        b.copy_from_slice(&out[..n]);
+        image::reseal(b);
+    });
+    refused(&t, &prog, "data-overlap.ckpt", &b, "corrupt image: run table");
 }
 
 /// The addresses the restore writes to or jumps through, moved out of

@@ -30,7 +30,10 @@ static mut MAPS: [u8; 2 << 20] = [0; 2 << 20];
 static mut IO: [u8; 1 << 20] = [0; 1 << 20];
 static mut PLACED: [u64; 128] = [0; 128];
 static mut PIECES: [restore::Piece; 32768] = [restore::Piece::EMPTY; 32768];
-static mut SUMS: [AtomicU64; restore::MAX_SEGS] = [const { AtomicU64::new(0) }; restore::MAX_SEGS];
+static mut SUMS: [AtomicU64; restore::MAX_SUMS] = [const { AtomicU64::new(0) }; restore::MAX_SUMS];
+static mut HOLD: [usize; restore::MAX_SEGS] = [0; restore::MAX_SEGS];
+/// "fd N": what messages call an image read from a descriptor.
+static mut FD_NAME: [u8; 16] = [0; 16];
 static mut HELPER_STACK: [u8; 64 << 10] = [0; 64 << 10];
 
 rckpt_arch::loader_entry!(loader_main, STACK, STACK_SIZE);
@@ -42,7 +45,7 @@ extern "C" {
 }
 
 const USAGE: &str =
-    "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] [--ghost-limit SIZE] IMAGE";
+    "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] [--ghost-limit SIZE] (IMAGE | --fd N)";
 
 fn usage(msg: &str) -> ! {
     Line::new().t("rckpt-loader: ").t(msg).emit();
@@ -69,11 +72,20 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
     // SAFETY: as above; argv[i] for i < argc are NUL-terminated strings.
     let arg = |i: usize| -> &'static [u8] { unsafe { cstr(*sp.add(1 + i) as *const u8) } };
 
-    let mut opts =
-        Options { image: b"", ckpt: None, relocatable: false, debug: false, aggravate_bugs: false, warn: [MODE_ON; 5], ghost_limit: None };
+    let mut opts = Options {
+        image: b"",
+        image_fd: None,
+        ckpt: None,
+        relocatable: false,
+        debug: false,
+        aggravate_bugs: false,
+        warn: [MODE_ON; 5],
+        ghost_limit: None,
+    };
     let mut check = false;
     let mut from_program = false;
     let mut image = None;
+    let mut fd_name: Option<&'static [u8]> = None;
     let mut i = 1;
     while i < argc {
         let a = arg(i);
@@ -87,6 +99,19 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         match a {
             b"--relocatable" | b"-_condor_relocatable" => opts.relocatable = true,
             b"--ckpt" => opts.ckpt = Some(next()),
+            b"--fd" => {
+                let n = next();
+                match rckpt_rt_core::procfs::dec(n) {
+                    Some(v) if v <= i32::MAX as u64 => opts.image_fd = Some(v as i32),
+                    _ => usage("--fd needs a descriptor number"),
+                }
+                // SAFETY: single-threaded; written once, here.
+                let name = unsafe { &mut *addr_of_mut!(FD_NAME) };
+                let k = n.len().min(12);
+                name[..3].copy_from_slice(b"fd ");
+                name[3..3 + k].copy_from_slice(&n[..k]);
+                fd_name = Some(&name[..3 + k]);
+            }
             b"--check" => check = true,
             // Internal: set by a relinked program's `-_condor_restart`.
             b"--from-program" => from_program = true,
@@ -137,13 +162,19 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         }
         i += 1;
     }
-    let Some(image) = image else { usage("no image given") };
+    let image = match (image, fd_name) {
+        (Some(_), Some(_)) => usage("give an image path or --fd N, not both"),
+        (None, None) => usage("no image given"),
+        (Some(p), None) | (None, Some(p)) => p,
+    };
     opts.image = image;
     // SAFETY: envp follows argv's NULL on the initial stack.
     let envp = unsafe { sp.add(argc + 2) } as *const *const u8;
     // SAFETY: argv as the kernel laid it out.
     let argv = unsafe { sp.add(1) } as *const *const u8;
-    hand_to_companion(image, argv, envp, from_program);
+    if opts.image_fd.is_none() {
+        hand_to_companion(image, argv, envp, from_program);
+    }
 
     // Only the addresses of the linker-defined symbols are taken.
     let loader = { (addr_of!(__loader_start) as usize, addr_of!(__loader_end) as usize) };
@@ -155,6 +186,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             maps: &mut *addr_of_mut!(MAPS),
             io: &mut *addr_of_mut!(IO),
             placed: &mut *addr_of_mut!(PLACED),
+            hold: &mut *addr_of_mut!(HOLD),
             pieces: &mut *addr_of_mut!(PIECES),
             sums: &mut *addr_of_mut!(SUMS),
             helper_stack: &mut *addr_of_mut!(HELPER_STACK),

@@ -1,29 +1,37 @@
-//! The rckpt image format: an ELF core file (`ET_CORE`).
+//! The rckpt image format: an ELF core file (`ET_CORE`) written and read
+//! in one sequential pass, so that it can go to or come from any
+//! descriptor: a file, a pipe, a TCP connection.
 //!
 //! ```text
-//! [Ehdr][Phdr: PT_NOTE][Phdr: PT_LOAD x nseg][notes][pad to page]
-//! [segment 0 data][segment 1 data]...        (page-aligned, sparse)
-//! [ghost 0 data][ghost 1 data]...            (page-aligned, sparse)
+//! [Ehdr][Phdr: PT_NOTE head][Phdr: PT_NOTE trailer][Phdr: PT_LOAD x npiece]
+//! [head notes ... seal][zeros to a page boundary]
+//! [run 0][run 1]...                     stored pages only, back to back
+//! [trailer notes: sums, end seal]
 //! ```
 //!
-//! * One `PT_LOAD` per mapping, `p_offset` page aligned so a loader (or gdb)
-//!   can map data straight from the file. Pages that were never touched are
-//!   holes in the file (as in the kernel's own core dumps): they take no disk
-//!   space and read back as zeros. A segment with nothing stored has
-//!   `p_filesz == 0`.
-//! * `PT_NOTE` holds the kernel's notes in the kernel's layouts (name
-//!   "CORE": `NT_PRSTATUS`, `NT_PRPSINFO`, `NT_PRFPREG`, `NT_AUXV`,
+//! * Only pages that hold data are stored, in *runs* of contiguous pages
+//!   (`NT_RCKPT_RUNS`), back to back after the head: no holes, so the file's
+//!   apparent size is what it holds and a copy or transfer moves only data.
+//!   Runs are page multiples, so every run stays page-aligned in the file.
+//! * For gdb, each mapping is described by `PT_LOAD`s in address order: one
+//!   per run (`p_filesz == p_memsz`, at the run's offset) and one per gap
+//!   between runs (`p_filesz == 0`: pages never touched, zeros).
+//! * The head's `PT_NOTE` holds the kernel's notes in the kernel's layouts
+//!   (name "CORE": `NT_PRSTATUS`, `NT_PRPSINFO`, `NT_PRFPREG`, `NT_AUXV`,
 //!   `NT_FILE`; name "LINUX": `NT_X86_XSTATE`) so gdb reads the image, then
-//!   rckpt's own notes (name "RCKPT"), the last of which is the seal.
-//! * Integrity: every segment has a checksum ([`crate::hash::SegSum`]) in
-//!   `NT_RCKPT_SEGS`; the seal holds XXH64 of every byte before it
-//!   (ELF header, program headers, all earlier notes).
+//!   rckpt's own notes (name "RCKPT"), the last of which is the seal: XXH64
+//!   of every byte before it. Nothing in the head depends on the data, so a
+//!   writer can send it first.
+//! * The trailer's `PT_NOTE` (its place and size are known from the head)
+//!   holds `NT_RCKPT_SUMS`, a [`crate::hash::SegSum`] per segment then per
+//!   ghost file, and `NT_RCKPT_END`, XXH64 of the trailer before it seeded
+//!   with the head's seal: a reader checks every byte in the same pass.
 //! * Ghost files (CRIU's name): files the process had open after deleting
 //!   them (`tmpfile()`, memfds). No name leads to them any more, so their
-//!   contents are saved after the segment data, sparse and checksummed like
-//!   segments, and described in `NT_RCKPT_GHOSTS`; a restart recreates
-//!   each one (`O_TMPFILE` in its old directory, else a memfd) and reopens
-//!   the fds and shared mappings that used it.
+//!   stored pages are runs too (after the segments'), described in
+//!   `NT_RCKPT_GHOSTS`; a restart recreates each one (`O_TMPFILE` in its
+//!   old directory, else a memfd) and reopens the fds and shared mappings
+//!   that used it.
 //!
 //! All rckpt structures below have the same layout for 32- and 64-bit images
 //! (fixed-width fields only); the kernel notes use the image's word size.
@@ -32,7 +40,7 @@ use static_assertions::const_assert_eq;
 
 pub const IMAGE_MAGIC: [u8; 8] = *b"RCKPTIMG";
 /// Bump on any incompatible change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 pub const PAGE_SIZE: u64 = 4096;
 
 pub const NOTE_CORE: &[u8] = b"CORE";
@@ -54,7 +62,11 @@ pub const NT_RCKPT_CWD: u32 = 0x5243_0005;
 pub const NT_RCKPT_TIMERS: u32 = 0x5243_0006;
 pub const NT_RCKPT_MAPFILES: u32 = 0x5243_0007;
 pub const NT_RCKPT_GHOSTS: u32 = 0x5243_0008;
+pub const NT_RCKPT_RUNS: u32 = 0x5243_0009;
 pub const NT_RCKPT_SEAL: u32 = 0x5243_00ff;
+/// Trailer notes.
+pub const NT_RCKPT_SUMS: u32 = 0x5243_0101;
+pub const NT_RCKPT_END: u32 = 0x5243_01ff;
 
 /// The kernel's view of the address space layout, restored through
 /// `PR_SET_MM_MAP` (`/proc/PID/stat` fields and `brk(0)`).
@@ -155,21 +167,41 @@ pub mod seg_kind {
     }
 }
 
-/// `NT_RCKPT_SEGS`: one per `PT_LOAD`, in the same order.
+/// `NT_RCKPT_SEGS`: one per mapping, in address order.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct SegDesc {
     pub vaddr: u64,
     pub len: u64,
-    pub file_off: u64,
-    /// Bytes written (pages holding data); the rest are holes.
+    /// Bytes stored (the total of its runs).
     pub stored: u64,
-    pub checksum: u64,
+    /// Its runs: `nrun` entries of `NT_RCKPT_RUNS` from `first_run`.
+    pub first_run: u32,
+    pub nrun: u32,
+    pub reserved: u64,
     /// PROT_* bits.
     pub prot: u32,
     pub kind: u32,
 }
 const_assert_eq!(core::mem::size_of::<SegDesc>(), 48);
+
+/// `NT_RCKPT_RUNS`: one per run of stored pages, in file order (the
+/// segments' runs in address order, then the ghost files'). Each run's
+/// data starts where the previous one's ends, the first at the page
+/// boundary after the head.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct RunDesc {
+    /// The segment index, or `nseg` + the ghost file's index.
+    pub owner: u32,
+    pub reserved: u32,
+    /// Bytes from the start of its segment (or ghost file), page aligned.
+    pub offset: u64,
+    /// Bytes, a page multiple.
+    pub len: u64,
+    pub file_off: u64,
+}
+const_assert_eq!(core::mem::size_of::<RunDesc>(), 32);
 
 /// Descriptor kinds in `NT_RCKPT_FDS`.
 pub mod fd_kind {
@@ -230,19 +262,19 @@ pub mod ghost_flags {
 
 /// `NT_RCKPT_GHOSTS` entry header, one per distinct deleted file: the
 /// original path (without " (deleted)") follows, `path_len` bytes, then
-/// zero padding to 8 bytes (counted from the descriptor's start). The
-/// file's data is at `file_off` in the image, page aligned and sparse
-/// (holes of the file are holes of the image), `size` bytes long, with a
-/// [`crate::hash::SegSum`] over its pages like a segment's.
+/// zero padding to 8 bytes (counted from the descriptor's start). Its
+/// stored pages are runs like a segment's (the rest of the file reads as
+/// zeros: holes stay holes), with a [`crate::hash::SegSum`] in the trailer.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct GhostDesc {
     /// The file's size.
     pub size: u64,
-    pub file_off: u64,
-    /// Bytes written (the file's data extents); the rest are holes.
+    /// Bytes stored (the total of its runs).
     pub stored: u64,
-    pub checksum: u64,
+    pub first_run: u32,
+    pub nrun: u32,
+    pub reserved: u64,
     /// [`ghost_flags`].
     pub flags: u32,
     pub path_len: u32,

@@ -130,9 +130,15 @@ pub struct Image<'a> {
     phnum: usize,
     notes_off: usize,
     notes_len: usize,
-    /// Where segment data may start: the end of the headers, page aligned.
-    data_start: u64,
+    /// Where the runs' data starts: the end of the head, page aligned.
+    pub data_start: u64,
+    /// The trailer: where it starts (right after the runs) and its length.
+    pub trailer_off: u64,
+    pub trailer_len: u64,
+    /// The head's seal (the trailer's seal is seeded with it).
+    pub seal: u64,
     segs: &'a [u8],
+    runs: &'a [u8],
     fds: &'a [u8],
     sigs: &'a [u8],
     pub cwd: &'a [u8],
@@ -192,17 +198,19 @@ impl<'a> Image<'a> {
         if hash::xxh64(&head[..sealed], SEAL_SEED) != s.hash {
             return Err(ImageError::Seal);
         }
+        img.seal = s.hash;
         // From here on the notes are what a writer wrote; check what they say.
         img.header = found.header.ok_or(ImageError::NotRckpt)?;
         img.check_tables()?;
         img.check_segments()?;
+        img.check_ghosts()?;
+        (img.trailer_off, img.trailer_len) = img.check_runs()?;
         img.check_addresses()?;
         img.check_mm()?;
         img.check_vdso()?;
         img.check_fds()?;
         img.check_mapfiles()?;
         img.check_cwd_auxv()?;
-        img.check_ghosts()?;
         Ok(img)
     }
 
@@ -241,7 +249,11 @@ impl<'a> Image<'a> {
             notes_off: note.offset as usize,
             notes_len: note.filesz as usize,
             data_start: page_up(need),
+            trailer_off: 0,
+            trailer_len: 0,
+            seal: 0,
             segs: &[],
+            runs: &[],
             fds: &[],
             sigs: &[],
             cwd: &[],
@@ -273,6 +285,7 @@ impl<'a> Image<'a> {
                     found.header = Some(h);
                 }
                 (NOTE_RCKPT, NT_RCKPT_SEGS) => self.segs = n.desc,
+                (NOTE_RCKPT, NT_RCKPT_RUNS) => self.runs = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_FDS) => self.fds = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_SIGS) => self.sigs = n.desc,
                 (NOTE_RCKPT, NT_RCKPT_CWD) => self.cwd = n.desc,
@@ -304,7 +317,8 @@ impl<'a> Image<'a> {
             return Err(ImageError::Malformed("too many segments"));
         }
         if self.segs.len() != nseg * core::mem::size_of::<SegDesc>()
-            || self.phnum != nseg + 1
+            || !self.runs.len().is_multiple_of(core::mem::size_of::<RunDesc>())
+            || self.phnum < 2
             || self.sigs.len() != 64 * core::mem::size_of::<SigDesc>()
             || !(self.timers.is_empty() || self.timers.len() == 3 * core::mem::size_of::<TimerDesc>())
         {
@@ -313,24 +327,20 @@ impl<'a> Image<'a> {
         Ok(())
     }
 
-    /// Each segment against its program header; all of them inside user
-    /// space, page aligned, in address order without overlap; their data
-    /// after the headers, inside the file, in file order without overlap.
+    /// Every segment inside user space, page aligned, in address order
+    /// without overlap, with a known kind and protection; its runs inside
+    /// it, in order; and the `PT_LOAD`s gdb reads exactly the pieces its
+    /// runs and gaps make.
     fn check_segments(&self) -> Result<(), ImageError> {
         let top = user_max(self.class);
         let mut prev_end = 0u64;
-        let mut data_end = self.data_start;
         let mut vdsos = 0;
+        let mut next_run = 0usize;
+        let mut ph = 2usize;
         for i in 0..self.nseg() {
             let d = self.seg(i);
-            let p = self.phdr(i + 1).ok_or(ImageError::SegMismatch(i))?;
-            let filesz = if p.filesz == 0 { 0 } else { d.len };
-            if p.p_type != elf::PT_LOAD || p.vaddr != d.vaddr || p.memsz != d.len || p.filesz != filesz || p.offset != d.file_off {
-                return Err(ImageError::SegMismatch(i));
-            }
             let bad = |what| ImageError::BadSegment { seg: i, vaddr: d.vaddr, what };
-            if d.len == 0 || !d.vaddr.is_multiple_of(PAGE_SIZE) || !d.len.is_multiple_of(PAGE_SIZE) || !d.file_off.is_multiple_of(PAGE_SIZE)
-            {
+            if d.len == 0 || !d.vaddr.is_multiple_of(PAGE_SIZE) || !d.len.is_multiple_of(PAGE_SIZE) {
                 return Err(bad("is not page aligned"));
             }
             let end = d.vaddr.checked_add(d.len).ok_or(bad("ends past the address space"))?;
@@ -350,29 +360,84 @@ impl<'a> Image<'a> {
             if !seg_kind::known(d.kind) {
                 return Err(bad("has an unknown kind"));
             }
-            if d.stored > d.len {
-                return Err(bad("stores more than its length"));
-            }
             if d.kind == seg_kind::VDSO {
                 vdsos += 1;
             }
-            if d.kind == seg_kind::SHARED_FILE && filesz != 0 {
+            if d.kind == seg_kind::SHARED_FILE && d.nrun != 0 {
                 return Err(bad("maps a file but has data in the image"));
             }
-            if filesz != 0 {
-                if d.file_off < data_end {
-                    return Err(bad("has its data over the headers or another segment's data"));
+            if d.first_run as usize != next_run {
+                return Err(bad("has runs out of order"));
+            }
+            next_run = self.check_owner_runs(i as u32, d.first_run, d.nrun, d.len, d.stored).ok_or(bad("has runs outside it"))?;
+            for p in load_pieces(d.vaddr, d.len, self.runs_of(d.first_run, d.nrun)) {
+                let h = self.phdr(ph).ok_or(ImageError::SegMismatch(i))?;
+                if h.p_type != elf::PT_LOAD || (h.vaddr, h.filesz, h.memsz, h.offset) != p {
+                    return Err(ImageError::SegMismatch(i));
                 }
-                data_end = d.file_off.checked_add(d.len).ok_or(bad("has its data past the end of the file"))?;
-                if data_end > self.file_size {
-                    return Err(ImageError::Truncated { need: data_end, have: self.file_size });
-                }
+                ph += 1;
             }
         }
         if vdsos > 1 {
             return Err(ImageError::Malformed("more than one vDSO segment"));
         }
+        if ph != self.phnum {
+            return Err(ImageError::Malformed("program headers beyond the segments'"));
+        }
         Ok(())
+    }
+
+    /// The runs `first..first+n` all belong to `owner`, are page aligned,
+    /// in order without overlap, inside `[0, len)`, and add up to `stored`.
+    /// Returns the index after them.
+    fn check_owner_runs(&self, owner: u32, first: u32, n: u32, len: u64, stored: u64) -> Option<usize> {
+        let end = (first as usize).checked_add(n as usize)?;
+        if end > self.nrun() {
+            return None;
+        }
+        let mut pos = 0u64;
+        let mut total = 0u64;
+        for r in self.runs_of(first, n) {
+            let r_end = r.offset.checked_add(r.len)?;
+            let aligned = r.offset.is_multiple_of(PAGE_SIZE) && r.len.is_multiple_of(PAGE_SIZE);
+            if r.owner != owner || !aligned || r.len == 0 || r.offset < pos || r_end > len {
+                return None;
+            }
+            pos = r_end;
+            total += r.len;
+        }
+        (total == stored).then_some(end)
+    }
+
+    /// The runs in file order: the first at the end of the head, each
+    /// right after the one before, the segments' before the ghosts', every
+    /// run owned; then the trailer right after them, of the size its sums
+    /// need, inside the file.
+    fn check_runs(&self) -> Result<(u64, u64), ImageError> {
+        let bad = ImageError::Malformed("run table");
+        let owned = (0..self.nseg()).map(|i| self.seg(i).nrun as usize).sum::<usize>()
+            + (0..self.nghosts()).filter_map(|g| self.ghost(g)).map(|(d, _)| d.nrun as usize).sum::<usize>();
+        if owned != self.nrun() {
+            return Err(bad);
+        }
+        let mut off = self.data_start;
+        for k in 0..self.nrun() {
+            let r = self.run(k);
+            if r.file_off != off {
+                return Err(bad);
+            }
+            off = off.checked_add(r.len).ok_or(bad)?;
+        }
+        let t = self.phdr(1).ok_or(bad)?;
+        let want = trailer_len(self.nseg() + self.nghosts());
+        if t.p_type != elf::PT_NOTE || t.offset != off || t.filesz != want {
+            return Err(ImageError::Malformed("trailer"));
+        }
+        let end = off.checked_add(want).ok_or(bad)?;
+        if end > self.file_size {
+            return Err(ImageError::Truncated { need: end, have: self.file_size });
+        }
+        Ok((off, want))
     }
 
     /// The index of the segment holding all of `[s, e)`, if one does.
@@ -388,8 +453,14 @@ impl<'a> Image<'a> {
     fn stored_with(&self, s: u64, e: u64, prot: u32) -> bool {
         self.seg_holding(s, e).is_some_and(|i| {
             let d = self.seg(i);
-            d.prot & prot == prot && self.seg_has_data(i) && d.kind != seg_kind::VDSO
+            d.prot & prot == prot && self.stored_range(i, s, e) && d.kind != seg_kind::VDSO
         })
+    }
+
+    /// `[s, e)` (addresses inside segment `i`) lies in one of its runs.
+    pub fn stored_range(&self, i: usize, s: u64, e: u64) -> bool {
+        let d = self.seg(i);
+        self.runs_of(d.first_run, d.nrun).any(|r| d.vaddr + r.offset <= s && e <= d.vaddr + r.offset + r.len)
     }
 
     /// What the loader and the restore tail write or jump through: the
@@ -597,26 +668,26 @@ impl<'a> Image<'a> {
     /// and every ghost fd and ghost mapping names an existing entry.
     fn check_ghosts(&self) -> Result<(), ImageError> {
         let bad = ImageError::Malformed("ghost file table");
-        let headers_end = self.notes_off.checked_add(self.notes_len).ok_or(bad)? as u64;
         let mut pos = 0;
         let mut n = 0;
+        // The ghosts' runs follow the segments'.
+        let mut next_run = (0..self.nseg()).map(|i| self.seg(i).nrun as usize).sum::<usize>();
         while pos < self.ghosts.len() {
             let (d, path, next) = self.ghost_at(pos).ok_or(bad)?;
-            let end = d.file_off.checked_add(d.size).ok_or(bad)?;
             if path.is_empty()
                 || path.len() >= sys::PATH_MAX
                 || path.contains(&0)
                 || d.flags & !ghost_flags::ALL != 0
-                || !d.file_off.is_multiple_of(PAGE_SIZE)
-                || d.file_off < headers_end
-                || d.stored > d.size
                 || next > self.ghosts.len()
+                || d.first_run as usize != next_run
             {
                 return Err(bad);
             }
-            if end > self.file_size {
-                return Err(ImageError::Truncated { need: end, have: self.file_size });
+            let owner = (self.nseg() + n) as u32;
+            if d.size > u64::MAX - PAGE_SIZE {
+                return Err(bad);
             }
+            next_run = self.check_owner_runs(owner, d.first_run, d.nrun, page_up(d.size), d.stored).ok_or(bad)?;
             n += 1;
             pos = next;
         }
@@ -661,7 +732,21 @@ impl<'a> Image<'a> {
 
     /// Whether segment `i` has data in the file.
     pub fn seg_has_data(&self, i: usize) -> bool {
-        self.phdr(i + 1).is_some_and(|p| p.filesz != 0)
+        self.seg(i).nrun != 0
+    }
+
+    pub fn nrun(&self) -> usize {
+        self.runs.len() / core::mem::size_of::<RunDesc>()
+    }
+
+    pub fn run(&self, k: usize) -> RunDesc {
+        pod_read(self.runs, k * core::mem::size_of::<RunDesc>()).unwrap_or_default()
+    }
+
+    /// Runs `first..first+n` (those inside the table).
+    pub fn runs_of(&self, first: u32, n: u32) -> impl Iterator<Item = RunDesc> + '_ {
+        let end = (first as usize).saturating_add(n as usize).min(self.nrun());
+        (first as usize..end).map(|k| self.run(k))
     }
 
     /// The interval timers at the checkpoint (all disarmed if the image
@@ -727,87 +812,210 @@ fn entries<T: Copy>(b: &[u8], len: impl Fn(&T) -> u32) -> impl Iterator<Item = O
     })
 }
 
-/// Call `f(start, end)` for each page-rounded data extent of
-/// `[off, off + len)` in the file (holes are skipped), in order and without
-/// overlap.
-pub fn for_each_extent(fd: Fd, off: u64, len: u64, mut f: impl FnMut(u64, u64) -> Result<(), ImageError>) -> Result<(), ImageError> {
-    let end = off + len;
-    let mut pos = off;
-    while pos < end {
-        let d = match sys::lseek(fd, pos, sys::SEEK_DATA) {
-            Ok(d) => d,
-            Err(Errno::ENXIO) => break,
-            Err(e) => return Err(ImageError::Io("seeking image data", e)),
-        };
-        if d >= end {
-            break;
+/// The `PT_LOAD` pieces of a segment at `start`, `len` bytes, with its
+/// `runs` (in order): `(vaddr, filesz, memsz, offset)` for each run (its
+/// data in the file) and each gap (`filesz` 0: zeros). Stops at a run out
+/// of order (the validation then finds the pieces wrong).
+pub fn load_pieces(start: u64, len: u64, runs: impl IntoIterator<Item = RunDesc>) -> impl Iterator<Item = (u64, u64, u64, u64)> {
+    let mut runs = runs.into_iter().peekable();
+    let mut pos = 0u64;
+    core::iter::from_fn(move || {
+        if pos >= len {
+            return None;
         }
-        let h = sys::lseek(fd, d, sys::SEEK_HOLE).map_err(|e| ImageError::Io("seeking image holes", e))?;
-        let s = (d & !(PAGE_SIZE - 1)).max(pos);
-        let e = page_up(h).min(end);
-        if e > s {
-            f(s, e)?;
+        match runs.peek().copied() {
+            Some(r) if r.offset == pos => {
+                runs.next();
+                pos = pos.saturating_add(r.len);
+                Some((start + r.offset, r.len, r.len, r.file_off))
+            }
+            Some(r) if r.offset < pos => None,
+            next => {
+                let to = next.map_or(len, |r| r.offset.min(len));
+                let piece = (start + pos, 0, to - pos, 0);
+                pos = to;
+                Some(piece)
+            }
         }
-        pos = e.max(pos + 1);
-    }
-    Ok(())
+    })
 }
 
-/// Read and checksum segment `i` through `buf`; used where the data is not
-/// being read into place (`rckpt info`, and segments the loader cannot map
-/// yet).
-pub fn verify_segment(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(), ImageError> {
-    let d = img.seg(i);
-    if !img.seg_has_data(i) {
-        return Ok(());
+/// Bytes of the trailer for `n` sums (segments and ghost files): the sums
+/// note and the end note (`RCKPT` notes: a 12-byte header, the name padded
+/// to 8).
+pub fn trailer_len(n: usize) -> u64 {
+    (12 + 8 + 8 * n + 12 + 8 + core::mem::size_of::<Seal>()) as u64
+}
+
+/// An image being read front to back from any descriptor.
+pub struct Input {
+    pub fd: Fd,
+    /// Bytes consumed so far (the image's offset).
+    pub pos: u64,
+}
+
+impl Input {
+    /// Exactly `len` bytes into raw memory at `addr`; a short stream is a
+    /// truncated image.
+    pub fn read_raw(&mut self, addr: usize, len: usize) -> Result<(), ImageError> {
+        let mut done = 0;
+        while done < len {
+            match sys::read_raw(self.fd, addr + done, len - done) {
+                Ok(0) => return Err(ImageError::Truncated { need: self.pos + len as u64, have: self.pos + done as u64 }),
+                Ok(k) => done += k,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(ImageError::Io("reading the image", e)),
+            }
+        }
+        self.pos += len as u64;
+        Ok(())
     }
-    let mut sum = SegSum::default();
-    for_each_extent(fd, d.file_off, d.len, |s, e| {
-        let mut p = s;
-        while p < e {
-            let n = ((e - p) as usize).min(buf.len());
-            read_exact(fd, &mut buf[..n], p)?;
-            sum.add_pages((p - d.file_off) / PAGE_SIZE, &buf[..n]);
-            p += n as u64;
+
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<(), ImageError> {
+        self.read_raw(buf.as_mut_ptr() as usize, buf.len())
+    }
+
+    /// Read and drop bytes up to offset `to`.
+    pub fn skip_to(&mut self, to: u64, buf: &mut [u8]) -> Result<(), ImageError> {
+        while self.pos < to {
+            let k = ((to - self.pos) as usize).min(buf.len());
+            self.read(&mut buf[..k])?;
         }
         Ok(())
-    })?;
-    if sum.0 != d.checksum {
-        return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
     }
-    Ok(())
 }
 
-/// Checksum every segment's and ghost file's data through `buf`, then check the signal
-/// frame: with [`Image::parse`], the whole verdict on an image (`rckpt
-/// info`; the loader checks the same sums as it reads the data into place,
-/// and the same frame).
-pub fn verify_data(img: &Image, fd: Fd, buf: &mut [u8]) -> Result<(), ImageError> {
-    (0..img.nseg()).try_for_each(|i| verify_segment(img, fd, i, buf))?;
-    (0..img.nghosts()).try_for_each(|i| verify_ghost(img, fd, i, buf))?;
-    check_frame(img, fd)
+/// Read an image's head (ELF header, program headers, head notes) from
+/// `input` into `buf`, no more: what follows stays in the stream. The
+/// bytes needed are learnt step by step (the ELF header says where the
+/// program headers end, the first of them where the notes end).
+pub fn read_head<'b>(input: &mut Input, buf: &'b mut [u8], file_size: u64) -> Result<&'b [u8], ImageError> {
+    let first = 64.min(file_size) as usize;
+    if first < 52 {
+        return Err(ImageError::TooSmall(file_size));
+    }
+    input.read(&mut buf[..first])?;
+    let e = elf::read_ehdr(&buf[..first]).ok_or(ImageError::NotElf)?;
+    let ph_end = e.phoff.checked_add(e.phnum as u64 * e.phentsize as u64).ok_or(ImageError::Malformed("program header offset"))?;
+    let mut have = first as u64;
+    for need in [ph_end.min(MAX_HEAD), 0] {
+        let need = if need == 0 { head_len(&buf[..have as usize])? } else { need };
+        if need > MAX_HEAD || need > buf.len() as u64 {
+            return Err(ImageError::HeaderTooLarge(need));
+        }
+        if need > file_size {
+            return Err(ImageError::Truncated { need, have: file_size });
+        }
+        if need > have {
+            input.read(&mut buf[have as usize..need as usize])?;
+            have = need;
+        }
+    }
+    Ok(&buf[..have as usize])
+}
+
+/// What the restore will return through, caught while the data streams
+/// by: the bytes of the signal frame and of the rseq area.
+#[derive(Clone, Copy)]
+pub struct Catch {
+    pub uc: [u8; 256],
+    pub rseq: [u8; 8],
+}
+
+impl Catch {
+    pub const EMPTY: Catch = Catch { uc: [0; 256], rseq: [0; 8] };
+
+    /// Keep what `data`, the bytes at address `at`, holds of either.
+    pub fn see(&mut self, img: &Image, at: u64, data: &[u8]) {
+        let h = &img.header;
+        copy_overlap(&mut self.uc, h.uc_addr, at, data);
+        copy_overlap(&mut self.rseq, h.rseq_addr, at, data);
+    }
+}
+
+/// Copy into `dst` (the bytes at address `d`) what overlaps of `src` (the
+/// bytes at address `s`).
+fn copy_overlap(dst: &mut [u8], d: u64, s: u64, src: &[u8]) {
+    let lo = d.max(s);
+    let hi = (d.saturating_add(dst.len() as u64)).min(s.saturating_add(src.len() as u64));
+    if lo < hi {
+        let n = (hi - lo) as usize;
+        dst[(lo - d) as usize..][..n].copy_from_slice(&src[(lo - s) as usize..][..n]);
+    }
+}
+
+/// Read the data and the trailer that follow the head from `input`
+/// (positioned at the head's end), checksumming every run, and check them
+/// and the signal frame: with [`Image::parse`], the whole verdict on an
+/// image (`rckpt info`; the loader checks the same as it reads the data
+/// into place). `sums` has room for every segment and ghost file.
+pub fn verify_stream(img: &Image, input: &mut Input, sums: &mut [u64], buf: &mut [u8]) -> Result<(), ImageError> {
+    input.skip_to(img.data_start, buf)?;
+    let n = img.nseg() + img.nghosts();
+    let sums = sums.get_mut(..n).ok_or(ImageError::Malformed("too many segments"))?;
+    sums.fill(0);
+    let mut catch = Catch::EMPTY;
+    for k in 0..img.nrun() {
+        let r = img.run(k);
+        let owner = r.owner as usize;
+        let base = if owner < img.nseg() { Some(img.seg(owner).vaddr) } else { None };
+        let mut at = 0;
+        while at < r.len {
+            let len = ((r.len - at) as usize).min(buf.len());
+            input.read(&mut buf[..len])?;
+            let mut sum = SegSum(sums[owner]);
+            sum.add_pages((r.offset + at) / PAGE_SIZE, &buf[..len]);
+            sums[owner] = sum.0;
+            if let Some(v) = base {
+                catch.see(img, v + r.offset + at, &buf[..len]);
+            }
+            at += len as u64;
+        }
+    }
+    let t = buf.get_mut(..img.trailer_len as usize).ok_or(ImageError::Malformed("trailer"))?;
+    input.read(t)?;
+    check_trailer(img, t, sums)?;
+    check_frame(img, &catch)
+}
+
+/// The trailer: its end seal (seeded with the head's seal), then each
+/// segment's and ghost file's checksum against `sums`.
+pub fn check_trailer(img: &Image, trailer: &[u8], sums: &[u64]) -> Result<(), ImageError> {
+    let bad = ImageError::Malformed("trailer");
+    let mut notes = Notes::new(trailer);
+    let s = notes.next().filter(|n| n.name == NOTE_RCKPT && n.ty == NT_RCKPT_SUMS).ok_or(bad)?;
+    let e = notes.next().filter(|n| n.name == NOTE_RCKPT && n.ty == NT_RCKPT_END).ok_or(bad)?;
+    let seal: Seal = pod_read(e.desc, 0).ok_or(bad)?;
+    if notes.next().is_some() || hash::xxh64(&trailer[..e.header_at], img.seal) != seal.hash {
+        return Err(ImageError::Malformed("the trailer fails its checksum"));
+    }
+    for (k, &got) in sums.iter().enumerate() {
+        let want = elf::rd_u64(s.desc, k * 8).ok_or(bad)?;
+        if got != want {
+            return Err(if k < img.nseg() {
+                ImageError::Checksum { seg: k, vaddr: img.seg(k).vaddr }
+            } else {
+                ImageError::GhostChecksum(k - img.nseg())
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The signal frame the restore returns through must describe this
 /// image's process: the interrupted instruction in stored executable
 /// memory (the program's or the vDSO's), its stack pointer and FPU state
-/// in stored writable memory. Catches a `uc_addr` that points at some
-/// other writable bytes.
-pub fn check_frame(img: &Image, fd: Fd) -> Result<(), ImageError> {
-    let h = &img.header;
+/// in stored writable memory; and the rseq area must hold a registered
+/// area's CPU number twice (`cpu_id_start`, `cpu_id`). Catches a `uc_addr`
+/// or `rseq_addr` that points at some other writable bytes.
+pub fn check_frame(img: &Image, caught: &Catch) -> Result<(), ImageError> {
     let ([ip_at, sp_at, fp_at], w) = frame_fields(img.class);
-    let mut uc = [0u8; 256];
-    let i = img
-        .seg_holding(h.uc_addr, h.uc_addr + uc.len() as u64)
-        .ok_or(ImageError::Malformed("the signal frame is not in a stored writable segment"))?;
-    let d = img.seg(i);
-    read_exact(fd, &mut uc, d.file_off + (h.uc_addr - d.vaddr))?;
-    let word = |at| elf::rd_word(&uc, at, img.class).unwrap_or(0);
+    let word = |at| elf::rd_word(&caught.uc, at, img.class).unwrap_or(0);
     let (ip, sp, fp) = (word(ip_at), word(sp_at), word(fp_at));
     let holds = |a: u64, len: u64, prot: u32, vdso_ok: bool| {
         img.seg_holding(a, a.saturating_add(len)).is_some_and(|k| {
             let s = img.seg(k);
-            s.prot & prot == prot && img.seg_has_data(k) && (vdso_ok || s.kind != seg_kind::VDSO)
+            s.prot & prot == prot && img.stored_range(k, a, a.saturating_add(len)) && (vdso_ok || s.kind != seg_kind::VDSO)
         })
     };
     let rw = sys::PROT_READ | sys::PROT_WRITE;
@@ -817,46 +1025,11 @@ pub fn check_frame(img: &Image, fd: Fd) -> Result<(), ImageError> {
     {
         return Err(ImageError::Malformed("the signal frame does not describe this image's memory"));
     }
-    check_rseq(img, fd)
-}
-
-/// A registered rseq area holds the CPU the thread last ran on twice
-/// (`cpu_id_start`, `cpu_id`); other bytes the loader would hand to the
-/// kernel as one (and overwrite) are refused.
-fn check_rseq(img: &Image, fd: Fd) -> Result<(), ImageError> {
-    let h = &img.header;
-    if h.rseq_len == 0 {
-        return Ok(());
-    }
-    let mut area = [0u8; 8];
-    let d = img.seg_holding(h.rseq_addr, h.rseq_addr + 8).map(|i| img.seg(i)).ok_or(ImageError::Malformed("rseq area"))?;
-    read_exact(fd, &mut area, d.file_off + (h.rseq_addr - d.vaddr))?;
-    let (start, now) = (elf::rd_u32(&area, 0).unwrap_or(0), elf::rd_u32(&area, 4).unwrap_or(1));
-    if start != now || start >= 1 << 16 {
-        return Err(ImageError::Malformed("the rseq area does not hold a registered rseq area"));
-    }
-    Ok(())
-}
-
-/// Read and checksum ghost file `i`'s data through `buf` (`rckpt info`;
-/// the loader checks it while it copies the data into the new file).
-pub fn verify_ghost(img: &Image, fd: Fd, i: usize, buf: &mut [u8]) -> Result<(), ImageError> {
-    let Some((d, _)) = img.ghost(i) else {
-        return Err(ImageError::Malformed("ghost file table"));
-    };
-    let mut sum = SegSum::default();
-    for_each_extent(fd, d.file_off, d.size, |s, e| {
-        let mut p = s;
-        while p < e {
-            let n = ((e - p) as usize).min(buf.len());
-            read_exact(fd, &mut buf[..n], p)?;
-            sum.add_pages((p - d.file_off) / PAGE_SIZE, &buf[..n]);
-            p += n as u64;
+    if img.header.rseq_len != 0 {
+        let (start, now) = (elf::rd_u32(&caught.rseq, 0).unwrap_or(0), elf::rd_u32(&caught.rseq, 4).unwrap_or(1));
+        if start != now || start >= 1 << 16 {
+            return Err(ImageError::Malformed("the rseq area does not hold a registered rseq area"));
         }
-        Ok(())
-    })?;
-    if sum.0 != d.checksum {
-        return Err(ImageError::GhostChecksum(i));
     }
     Ok(())
 }

@@ -18,7 +18,7 @@
 
 use crate::format::*;
 use crate::hash::SegSum;
-use crate::image::{self, Image, ImageError};
+use crate::image::{self, Catch, Image, ImageError, Input};
 use crate::line::Line;
 use crate::procfs;
 use crate::sys::{self, CPath, Errno, Fd, KSigaction};
@@ -26,7 +26,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use rckpt_arch as arch;
 
 pub struct Options<'a> {
+    /// The image's path (for messages, and the default checkpoint file),
+    /// or what to call it when it comes on `image_fd`.
     pub image: &'a [u8],
+    /// `--fd N`: read the image from descriptor N (a pipe, a socket, a
+    /// file), front to back; a socket is acknowledged (see [`ACK`]).
+    pub image_fd: Option<Fd>,
     /// Where future checkpoints go (absolute); defaults to the image path.
     pub ckpt: Option<&'a [u8]>,
     pub relocatable: bool,
@@ -128,6 +133,14 @@ impl RestoreError<'_> {
 
 const MAX_FDS: usize = 1024;
 pub const MAX_SEGS: usize = image::MAX_SEGS;
+/// Checksums: one per segment and per ghost file.
+pub const MAX_SUMS: usize = MAX_SEGS + MAX_GHOSTS;
+
+/// What the loader answers on a socket it restored from, once it has read
+/// and verified the whole image (before it gives anything up): these 8
+/// bytes, then the image's head seal (8 bytes, little-endian), so that the
+/// sender knows which image arrived.
+pub const ACK: [u8; 8] = *b"RCKPT-OK";
 
 /// Scratch space the loader provides (static arrays in its .bss).
 pub struct Buffers<'a> {
@@ -136,10 +149,13 @@ pub struct Buffers<'a> {
     pub io: &'a mut [u8],
     /// One bit per segment: mapped and read in `prepare`.
     pub placed: &'a mut [u64; MAX_SEGS / 64],
+    /// Per segment: where its data waits (a mapping of its own) when its
+    /// address was not free in `prepare`; moved into place in `commit`.
+    pub hold: &'a mut [usize; MAX_SEGS],
     /// The data reads of segments mapped in place, shared out between
     /// this thread and a helper; one checksum accumulator per segment.
     pub pieces: &'a mut [Piece],
-    pub sums: &'a mut [AtomicU64; MAX_SEGS],
+    pub sums: &'a mut [AtomicU64; MAX_SUMS],
     /// The helper thread's stack (16-aligned top).
     pub helper_stack: &'a mut [u8],
 }
@@ -169,8 +185,10 @@ pub struct Plan<'a> {
     cwd_fd: Fd,
     maps: &'a mut [u8],
     placed: &'a mut [u64; MAX_SEGS / 64],
+    hold: &'a mut [usize; MAX_SEGS],
     io: &'a mut [u8],
-    ckpt: CPath,
+    /// Where future checkpoints go; `None` keeps the image's own.
+    ckpt: Option<CPath>,
     opts_relocatable: bool,
     opts_debug: bool,
     opts_aggravate: bool,
@@ -218,8 +236,13 @@ fn image_uses(img: &Image, s: usize, e: usize) -> bool {
 /// loader does not occupy: the kernel's choice if it fits, else right after
 /// one of the image's segments.
 fn find_hole(img: &Image, loader: (usize, usize), len: usize) -> Result<usize, RestoreError<'static>> {
+    find_hole_with(img, loader, len, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS)
+}
+
+/// [`find_hole`] with other mapping flags (`MAP_SHARED | MAP_ANONYMOUS`
+/// for the data of shared memory).
+fn find_hole_with(img: &Image, loader: (usize, usize), len: usize, flags: u32) -> Result<usize, RestoreError<'static>> {
     let rw = sys::PROT_READ | sys::PROT_WRITE;
-    let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS;
     let free = |a: usize| a + len <= arch::USER_MAX && !image_uses(img, a, a + len) && !(a < loader.1 && a + len > loader.0);
     // SAFETY: a new mapping at a kernel-chosen address replaces nothing.
     if let Ok(a) = unsafe { sys::mmap(0, len, rw, flags, -1, 0) } {
@@ -265,17 +288,30 @@ struct TailPage {
     code: [u8; 512],
 }
 
-/// Open the image and read its head.
-pub fn open_image<'a>(path: &[u8], head: &'a mut [u8]) -> Result<(Fd, u64, &'a [u8]), RestoreError<'static>> {
-    let mut p = CPath::from_bytes(path).map_err(sys_err("image path"))?;
-    let fd = sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(sys_err("cannot open"))?;
+/// Open the image (by path, or the descriptor given) and read its head;
+/// returns the input positioned after the head, the file's size (unknown,
+/// `u64::MAX`, for a stream) and whether it can be read at any offset.
+pub fn open_image<'a>(opts: &Options, head: &'a mut [u8]) -> Result<(Input, u64, bool, &'a [u8]), RestoreError<'static>> {
+    let fd = match opts.image_fd {
+        Some(fd) => fd,
+        None => {
+            let mut p = CPath::from_bytes(opts.image).map_err(sys_err("image path"))?;
+            sys::open(&mut p, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(sys_err("cannot open"))?
+        }
+    };
     let st = sys::fstat(fd).map_err(sys_err("cannot stat"))?;
-    if st.mode & sys::S_IFMT != sys::S_IFREG {
+    let regular = st.mode & sys::S_IFMT == sys::S_IFREG;
+    if opts.image_fd.is_none() && !regular {
         return Err(RestoreError::Sys("not a regular file", Errno::EINVAL));
     }
-    let want = (st.size as usize).min(head.len());
-    image::read_exact(fd, &mut head[..want], 0)?;
-    Ok((fd, st.size, &head[..want]))
+    // A regular file given by descriptor is read from its start.
+    let size = if regular { st.size } else { u64::MAX };
+    let mut input = Input { fd, pos: 0 };
+    if regular {
+        sys::lseek(fd, 0, sys::SEEK_SET).map_err(sys_err("cannot seek"))?;
+    }
+    let head = image::read_head(&mut input, head, size)?;
+    Ok((input, size, regular, head))
 }
 
 /// Check the image's architecture and the CPU's features.
@@ -324,15 +360,12 @@ fn vdso_now(maps: &[u8]) -> VdsoNow {
 /// process given up yet.
 pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) -> Result<Plan<'a>, RestoreError<'a>> {
     let t_start = sys::monotonic_ns();
-    let Buffers { head, maps, io, placed, pieces, sums, helper_stack } = bufs;
-    let (fd, size, head) = open_image(opts.image, head)?;
+    let Buffers { head, maps, io, placed, hold, pieces, sums, helper_stack } = bufs;
+    let (mut input, size, regular, head) = open_image(opts, head)?;
     let img = Image::parse(head, size)?;
     check_machine(&img)?;
     let h = img.header;
     let nseg = img.nseg();
-    if nseg > MAX_SEGS {
-        return Err(RestoreError::TooMany("segments"));
-    }
 
     // Segments may overlap the loader (the restore tail maps them once the
     // loader is gone), but the vDSO must move into place while it runs.
@@ -362,11 +395,16 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
     // Files: open each one now, above every target number.
     let max_target = img.fds().map(|(d, _)| d.fd).max().unwrap_or(0).max(2);
     let base = (max_target + 1).max(10) as usize;
-    let fd = sys::fcntl(fd, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd).map_err(sys_err("moving the image fd"))?;
+    let fd = sys::fcntl(input.fd, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd).map_err(sys_err("moving the image fd"))?;
+    if opts.image_fd.is_none() {
+        let _ = sys::close(input.fd);
+    }
+    input.fd = fd;
 
-    // Deleted files: recreated now, above the fds too; closed when prepare
-    // ends (the reopened fds and the mappings keep them alive).
-    let ghosts = recreate_ghosts(opts, &img, &here, fd, io, base)?;
+    // Deleted files: recreated now (empty; their data arrives with the
+    // rest), above the fds too; closed when prepare ends (the reopened fds
+    // and the mappings keep them alive).
+    let ghosts = recreate_ghosts(opts, &img, &here, base)?;
     let mut plan_fds = [(0i32, 0i32); MAX_FDS];
     let mut nfds = 0;
     let mut warned_unsup = false;
@@ -427,20 +465,16 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         }
     }
 
-    // Segment data: into place where the address is free, else through the
-    // buffer; either way every checksum is verified now.
+    // Segments: mapped in place where the address is free; else their data
+    // waits in a mapping of its own until commit moves it there.
     placed.fill(0);
+    hold.fill(0);
     let mut mapfds = [(0u32, -1 as Fd); MAX_MAPFDS];
     let mut nmapfds = 0;
-    let mut npieces = 0;
-    let mut read_bytes = 0;
     for i in 0..nseg {
         let d = img.seg(i);
         if d.kind == seg_kind::VDSO {
-            // Never restored (the live vDSO goes there), but verified like
-            // every other segment: `rckpt info` gives the same verdict.
-            image::verify_segment(&img, fd, i, io)?;
-            placed[i / 64] |= 1 << (i % 64);
+            placed[i / 64] |= 1 << (i % 64); // the live vDSO goes there
             continue;
         }
         if d.kind == seg_kind::SHARED_FILE {
@@ -470,41 +504,71 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             }
             continue;
         }
-        let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE }
-            | sys::MAP_ANONYMOUS
-            | if d.kind == seg_kind::STACK { sys::MAP_GROWSDOWN } else { 0 };
+        let shared = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE } | sys::MAP_ANONYMOUS;
+        let flags = shared | if d.kind == seg_kind::STACK { sys::MAP_GROWSDOWN } else { 0 };
+        let rw = sys::PROT_READ | sys::PROT_WRITE;
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
-        let r = unsafe {
-            sys::mmap(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, flags | sys::MAP_FIXED_NOREPLACE, -1, 0)
-        };
-        match r {
-            Ok(a) if a == d.vaddr as usize => {
-                placed[i / 64] |= 1 << (i % 64);
+        match unsafe { sys::mmap(d.vaddr as usize, d.len as usize, rw, flags | sys::MAP_FIXED_NOREPLACE, -1, 0) } {
+            Ok(a) if a == d.vaddr as usize => placed[i / 64] |= 1 << (i % 64),
+            r => {
+                if let Ok(a) = r {
+                    // An old kernel that ignored NOREPLACE placed it elsewhere.
+                    // SAFETY: the mapping just made, nothing uses it.
+                    let _ = unsafe { sys::munmap(a, d.len as usize) };
+                }
                 if img.seg_has_data(i) {
-                    match queue_pieces(&img, fd, i, &mut pieces[npieces..])? {
-                        Some(k) => npieces += k,
-                        // No room left in the queue: read it right now.
-                        None => read_bytes += read_segment_into_place(&img, fd, i, true)?,
-                    }
+                    hold[i] = find_hole_with(&img, loader, d.len as usize, shared)?;
                 }
             }
-            Ok(a) => {
-                // An old kernel that ignored NOREPLACE placed it elsewhere.
-                // SAFETY: the mapping just made, nothing uses it.
-                let _ = unsafe { sys::munmap(a, d.len as usize) };
-                image::verify_segment(&img, fd, i, io)?;
-            }
-            Err(_) => image::verify_segment(&img, fd, i, io)?,
         }
     }
 
-    read_bytes += read_pieces(&img, fd, &pieces[..npieces], sums, helper_stack)?;
+    // The data, every byte checksummed: in parallel by offset from a
+    // regular file, front to back from a stream; then the trailer.
+    let dest = |i: usize| -> usize {
+        let d = img.seg(i);
+        if d.kind == seg_kind::VDSO {
+            0
+        } else if hold[i] != 0 {
+            hold[i]
+        } else {
+            d.vaddr as usize
+        }
+    };
+    for s in sums.iter_mut() {
+        *s.get_mut() = 0;
+    }
+    let parallel = regular && queue_runs(&img, &dest, pieces).is_some();
+    let read_bytes = if parallel {
+        let n = queue_runs(&img, &dest, pieces).unwrap_or(0);
+        let mut bytes = read_pieces(fd, &pieces[..n], sums, helper_stack)?;
+        input.pos = img.data_start;
+        bytes += stream_runs(&img, &mut input, &dest, &ghosts, sums, io, true)?;
+        bytes
+    } else {
+        input.skip_to(img.data_start, io)?;
+        stream_runs(&img, &mut input, &dest, &ghosts, sums, io, false)?
+    };
+    let n = img.nseg() + img.nghosts();
+    let trailer = io.get_mut(..img.trailer_len as usize).ok_or(ImageError::Malformed("trailer"))?;
+    if parallel {
+        image::read_exact(fd, trailer, img.trailer_off)?;
+    } else {
+        input.read(trailer)?;
+    }
+    // SAFETY: AtomicU64 has the layout of u64; both readers are done.
+    let plain = unsafe { core::slice::from_raw_parts(sums.as_ptr() as *const u64, n) };
+    image::check_trailer(&img, trailer, plain)?;
     drop(ghosts);
-    dry_run(&img, fd, loader)?;
+    dry_run(&img, &dest, loader)?;
+    if opts.image_fd.is_some() {
+        acknowledge(fd, img.seal)?;
+    }
 
     let mut ckpt = CPath::new();
     match opts.ckpt {
         Some(c) => ckpt.push(c).map_err(sys_err("checkpoint path"))?,
+        None if opts.image_fd.is_some() => {} // keep the image's own
         None => {
             if opts.image.first() != Some(&b'/') {
                 ckpt.push(here.as_bytes()).and_then(|_| ckpt.push(b"/")).map_err(sys_err("checkpoint path"))?;
@@ -512,6 +576,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
             ckpt.push(opts.image).map_err(sys_err("checkpoint path"))?;
         }
     }
+    let ckpt = if ckpt.is_empty() { None } else { Some(ckpt) };
     Ok(Plan {
         img,
         fd,
@@ -520,6 +585,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         cwd_fd,
         maps,
         placed,
+        hold,
         io,
         ckpt,
         opts_relocatable: opts.relocatable,
@@ -580,21 +646,15 @@ impl Drop for Ghosts {
     }
 }
 
-/// Recreate every ghost file of the image, at numbers from `base` up.
-fn recreate_ghosts<'a>(
-    opts: &Options,
-    img: &Image<'a>,
-    here: &CPath,
-    fd: Fd,
-    io: &mut [u8],
-    base: usize,
-) -> Result<Ghosts, RestoreError<'a>> {
+/// Recreate every ghost file of the image (empty, at its size; the data
+/// comes with the rest), at numbers from `base` up.
+fn recreate_ghosts<'a>(opts: &Options, img: &Image<'a>, here: &CPath, base: usize) -> Result<Ghosts, RestoreError<'a>> {
     let mut g = Ghosts { fds: [-1; MAX_GHOSTS], n: 0 };
     for i in 0..img.nghosts() {
         let Some(slot) = g.fds.get_mut(i) else {
             return Err(RestoreError::TooMany("deleted files"));
         };
-        *slot = recreate_ghost(opts, img, here, i, fd, io, base)?;
+        *slot = recreate_ghost(opts, img, here, i, base)?;
         g.n = i + 1;
     }
     Ok(g)
@@ -603,16 +663,8 @@ fn recreate_ghosts<'a>(
 /// A new unnamed file for ghost `i`, holding its saved data: `O_TMPFILE`
 /// in the original directory (moved like any path by a relocatable
 /// restart), else (directory gone, no `O_TMPFILE` there) a memfd; a memfd
-/// again for a memfd. The data is checksummed as it is copied.
-fn recreate_ghost<'a>(
-    opts: &Options,
-    img: &Image<'a>,
-    here: &CPath,
-    i: usize,
-    fd: Fd,
-    io: &mut [u8],
-    base: usize,
-) -> Result<Fd, RestoreError<'a>> {
+/// again for a memfd; sized as the original was.
+fn recreate_ghost<'a>(opts: &Options, img: &Image<'a>, here: &CPath, i: usize, base: usize) -> Result<Fd, RestoreError<'a>> {
     let Some((d, path)) = img.ghost(i) else {
         return Err(RestoreError::Image(ImageError::Malformed("ghost file table")));
     };
@@ -636,44 +688,11 @@ fn recreate_ghost<'a>(
     let high = sys::fcntl(t, sys::F_DUPFD_CLOEXEC, base).map(|n| n as Fd);
     let _ = sys::close(t);
     let high = high.map_err(err)?;
-    let r = fill_ghost(img, i, fd, high, io);
-    if r.is_err() {
+    if let Err(e) = sys::ftruncate(high, d.size) {
         let _ = sys::close(high);
+        return Err(err(e));
     }
-    r?;
     Ok(high)
-}
-
-/// Copy ghost `i`'s data extents from the image into `out` (holes stay
-/// holes) and size it; the checksum is verified on the way.
-fn fill_ghost<'a>(img: &Image<'a>, i: usize, fd: Fd, out: Fd, io: &mut [u8]) -> Result<(), RestoreError<'a>> {
-    let (d, path) = img.ghost(i).unwrap_or_default();
-    sys::ftruncate(out, d.size).map_err(|e| RestoreError::Ghost(path, e))?;
-    let mut sum = SegSum::default();
-    let mut write_err = None;
-    let r = image::for_each_extent(fd, d.file_off, d.size, |s, e| {
-        let mut p = s;
-        while p < e {
-            let n = ((e - p) as usize).min(io.len());
-            image::read_exact(fd, &mut io[..n], p)?;
-            let off = p - d.file_off;
-            sum.add_pages(off / PAGE_SIZE, &io[..n]);
-            if let Err(e) = sys::pwrite_all(out, &io[..n], off) {
-                write_err = Some(e);
-                return Err(ImageError::Malformed("ghost file data"));
-            }
-            p += n as u64;
-        }
-        Ok(())
-    });
-    if let Some(e) = write_err {
-        return Err(RestoreError::Ghost(path, e));
-    }
-    r?;
-    if sum.0 != d.checksum {
-        return Err(RestoreError::GhostChecksum(i, path));
-    }
-    Ok(())
 }
 
 /// Open the file a `SHARED_FILE` segment maps (read-write if the mapping
@@ -711,28 +730,99 @@ fn open_mapfile<'a>(
 /// Read size per step of [`read_segment_into_place`] (about an L2 cache).
 const READ_CHUNK: u64 = 1 << 20;
 
-/// Split segment `i`'s data extents into pieces of at most [`READ_CHUNK`]
-/// bytes at the start of `room`; `None` (nothing queued) if they do not fit.
-fn queue_pieces(img: &Image, fd: Fd, i: usize, room: &mut [Piece]) -> Result<Option<usize>, ImageError> {
-    let d = img.seg(i);
+/// Split the segments' runs into pieces of at most [`READ_CHUNK`] bytes,
+/// each to be read to `dest(segment)` plus its offset; `None` when they do
+/// not fit in `room` (the data is then read front to back instead).
+fn queue_runs(img: &Image, dest: &impl Fn(usize) -> usize, room: &mut [Piece]) -> Option<usize> {
     let mut n = 0;
-    let mut full = false;
-    image::for_each_extent(fd, d.file_off, d.len, |s, e| {
-        let mut at = s;
-        while at < e && !full {
-            let len = (e - at).min(READ_CHUNK);
-            let Some(slot) = room.get_mut(n) else {
-                full = true;
-                break;
-            };
-            let off = at - d.file_off;
-            *slot = Piece { addr: d.vaddr as usize + off as usize, off: at, len: len as u32, seg: i as u32, page: off / PAGE_SIZE };
+    for k in 0..img.nrun() {
+        let r = img.run(k);
+        let seg = r.owner as usize;
+        if seg >= img.nseg() || dest(seg) == 0 {
+            continue; // ghost files and the vDSO's copy: front to back
+        }
+        let mut at = 0;
+        while at < r.len {
+            let len = (r.len - at).min(READ_CHUNK);
+            let off = r.offset + at;
+            *room.get_mut(n)? =
+                Piece { addr: dest(seg) + off as usize, off: r.file_off + at, len: len as u32, seg: seg as u32, page: off / PAGE_SIZE };
             n += 1;
             at += len;
         }
-        Ok(())
-    })?;
-    Ok(if full { None } else { Some(n) })
+    }
+    Some(n)
+}
+
+/// Read the runs in file order (all of them from a stream; from a regular
+/// file whose memory runs `queue_runs` took, only the rest, by offset):
+/// memory runs into `dest` (faulted in first, then checksummed in memory),
+/// the vDSO's copy through `io` (checksummed, not kept), ghost files'
+/// through `io` into the recreated files. Returns the bytes read.
+fn stream_runs<'a>(
+    img: &Image<'a>,
+    input: &mut Input,
+    dest: &impl Fn(usize) -> usize,
+    ghosts: &Ghosts,
+    sums: &mut [AtomicU64; MAX_SUMS],
+    io: &mut [u8],
+    only_rest: bool,
+) -> Result<u64, RestoreError<'a>> {
+    let mut bytes = 0;
+    for k in 0..img.nrun() {
+        let r = img.run(k);
+        let owner = r.owner as usize;
+        let to_memory = owner < img.nseg() && dest(owner) != 0;
+        if only_rest && to_memory {
+            continue;
+        }
+        let mut sum = SegSum(*sums[owner].get_mut());
+        let mut at = 0;
+        while at < r.len {
+            let len = ((r.len - at) as usize).min(if to_memory { READ_CHUNK as usize } else { io.len() });
+            let off = r.offset + at;
+            let addr = if to_memory { dest(owner) + off as usize } else { io.as_mut_ptr() as usize };
+            if to_memory {
+                // SAFETY: populating part of a segment (or its hold) mapped
+                // read-write in prepare; failure only costs speed.
+                let _ = unsafe { sys::madvise(addr, len, sys::MADV_POPULATE_WRITE) };
+            }
+            if only_rest {
+                image::read_exact_raw(input.fd, addr, len, r.file_off + at)?;
+            } else {
+                input.read_raw(addr, len)?;
+            }
+            // SAFETY: `addr..addr+len` was just filled by the read (memory
+            // of this segment, or `io`).
+            let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+            sum.add_pages(off / PAGE_SIZE, data);
+            if owner >= img.nseg() {
+                // Runs are whole pages; the file ends where it ended.
+                let (d, path) = img.ghost(owner - img.nseg()).unwrap_or_default();
+                let g = ghosts.get((owner - img.nseg()) as u32).map_err(|e| RestoreError::Ghost(path, e))?;
+                let keep = (d.size.saturating_sub(off) as usize).min(len);
+                sys::pwrite_all(g, &data[..keep], off).map_err(|e| RestoreError::Ghost(path, e))?;
+            }
+            bytes += len as u64;
+            at += len as u64;
+        }
+        *sums[owner].get_mut() = sum.0;
+    }
+    Ok(bytes)
+}
+
+/// Tell the sender on a socket that the whole image arrived and checked
+/// out ([`ACK`]). Nothing else has an answer channel; if the answer cannot
+/// be sent, the sender counts the migration as failed and keeps its job,
+/// so this side must not run it either.
+fn acknowledge(fd: Fd, seal: u64) -> Result<(), RestoreError<'static>> {
+    if sys::fstat(fd).map_or(true, |st| st.mode & sys::S_IFMT != sys::S_IFSOCK) {
+        return Ok(());
+    }
+    let mut ack = [0u8; 16];
+    ack[..8].copy_from_slice(&ACK);
+    ack[8..].copy_from_slice(&seal.to_le_bytes());
+    sys::write_all(fd, &ack).map_err(sys_err("acknowledging the image to its sender"))
 }
 
 /// What the two readers share.
@@ -740,7 +830,7 @@ struct Work<'a> {
     pieces: &'a [Piece],
     fd: Fd,
     next: AtomicUsize,
-    sums: &'a [AtomicU64; MAX_SEGS],
+    sums: &'a [AtomicU64; MAX_SUMS],
     bytes: AtomicU64,
     /// 0 until a reader fails; the first to set it writes `err`.
     failed: AtomicU32,
@@ -798,11 +888,8 @@ unsafe extern "C" fn helper_main(arg: usize) -> ! {
 const PARALLEL_MIN: u64 = 16 << 20;
 
 /// Read every queued piece, with a helper thread when there is enough to
-/// read, then check each segment's checksum. Returns the bytes read.
-fn read_pieces(img: &Image, fd: Fd, pieces: &[Piece], sums: &mut [AtomicU64; MAX_SEGS], stack: &mut [u8]) -> Result<u64, ImageError> {
-    for s in sums.iter_mut() {
-        *s.get_mut() = 0;
-    }
+/// read, each adding its checksum to its segment's. Returns the bytes read.
+fn read_pieces(fd: Fd, pieces: &[Piece], sums: &mut [AtomicU64; MAX_SUMS], stack: &mut [u8]) -> Result<u64, ImageError> {
     let total: u64 = pieces.iter().map(|p| p.len as u64).sum();
     let w = Work {
         pieces,
@@ -840,71 +927,41 @@ fn read_pieces(img: &Image, fd: Fd, pieces: &[Piece], sums: &mut [AtomicU64; MAX
         // SAFETY: both readers are done; the winner wrote it.
         return Err(unsafe { *w.err.get() });
     }
-    let mut seen = [0u64; MAX_SEGS / 64];
-    for p in pieces {
-        let i = p.seg as usize;
-        if seen[i / 64] & (1 << (i % 64)) == 0 {
-            seen[i / 64] |= 1 << (i % 64);
-            let d = img.seg(i);
-            if w.sums[i].load(Ordering::Acquire) != d.checksum {
-                return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
-            }
-        }
-    }
     Ok(w.bytes.load(Ordering::Relaxed))
 }
 
-fn read_segment_into_place(img: &Image, fd: Fd, i: usize, verify: bool) -> Result<u64, ImageError> {
-    let d = img.seg(i);
-    let mut sum = SegSum::default();
-    let mut bytes = 0;
-    image::for_each_extent(fd, d.file_off, d.len, |s, e| {
-        // Chunk by chunk, so that each chunk is still in the cache when it
-        // is checksummed; each chunk is faulted in with one madvise first
-        // (much cheaper than a page fault per page inside pread).
-        let mut at = s;
-        while at < e {
-            let off = at - d.file_off;
-            let addr = d.vaddr as usize + off as usize;
-            let len = (e - at).min(READ_CHUNK) as usize;
-            // SAFETY: populating the segment just mapped read-write; it
-            // changes no contents. Failure (kernel < 5.14) only costs speed.
-            let _ = unsafe { sys::madvise(addr, len, sys::MADV_POPULATE_WRITE) };
-            image::read_exact_raw(fd, addr, len, at)?;
-            if verify {
-                // SAFETY: `addr..addr+len` is inside the segment just mapped
-                // read-write and filled by pread.
-                let data = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-                sum.add_pages(off / PAGE_SIZE, data);
-            }
-            bytes += len as u64;
-            at += len as u64;
-        }
-        Ok(())
-    })?;
-    if verify && sum.0 != d.checksum {
-        return Err(ImageError::Checksum { seg: i, vaddr: d.vaddr });
-    }
-    Ok(bytes)
-}
-
-/// Whether `[s, e)` lies inside some image segment (segments are sorted).
-fn covered_by_image(img: &Image, s: usize, e: usize) -> bool {
-    let mut pos = s;
-    for i in 0..img.nseg() {
-        let d = img.seg(i);
-        let (a, b) = (d.vaddr as usize, (d.vaddr + d.len) as usize);
-        if a <= pos && pos < b {
-            pos = b;
-            if pos >= e {
-                return true;
-            }
-        }
-    }
-    pos >= e
-}
-
 impl<'a> Plan<'a> {
+    /// What must stay mapped through step 1: every image segment's range
+    /// (restored in place, or about to be replaced) and every hold.
+    fn covers(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.img.nseg()).flat_map(move |i| {
+            let d = self.img.seg(i);
+            let seg = (d.vaddr as usize, (d.vaddr + d.len) as usize);
+            let hold = (self.hold[i], self.hold[i] + d.len as usize);
+            [Some(seg), (self.hold[i] != 0).then_some(hold)].into_iter().flatten()
+        })
+    }
+
+    /// The end of the covered range holding `a`, if one does.
+    fn cover_end(&self, a: usize) -> Option<usize> {
+        self.covers().filter(|&(s, e)| s <= a && a < e).map(|(_, e)| e).max()
+    }
+
+    /// The start of the first covered range after `a` (or `usize::MAX`).
+    fn next_cover(&self, a: usize) -> usize {
+        self.covers().map(|(s, _)| s).filter(|&s| s > a).min().unwrap_or(usize::MAX)
+    }
+
+    /// Where the restored byte of address `a` is once step 3 has run: in
+    /// place, or, for a segment under the loader, in its hold (the tail
+    /// moves it last).
+    fn data_address(&self, a: u64) -> usize {
+        match self.img.seg_holding(a, a + 1) {
+            Some(i) if self.hold[i] != 0 && deferred(&self.img.seg(i), self.loader) => self.hold[i] + (a - self.img.seg(i).vaddr) as usize,
+            _ => a as usize,
+        }
+    }
+
     /// Phase two. Failures here are reported and the process exits: the
     /// loader's own process is gone by then, but nothing outside it changed.
     pub fn commit(self) -> ! {
@@ -939,12 +996,21 @@ impl<'a> Plan<'a> {
             if m.start >= self.loader.0 && m.end <= self.loader.1 {
                 continue;
             }
-            if covered_by_image(&self.img, m.start, m.end) {
-                continue;
+            // Only the parts neither an image segment nor a hold covers: the
+            // kernel merges neighbouring anonymous mappings into one line.
+            let mut pos = m.start;
+            while pos < m.end {
+                if let Some(end) = self.cover_end(pos) {
+                    pos = end;
+                    continue;
+                }
+                let next = self.next_cover(pos).min(m.end);
+                // SAFETY: not the loader (code, data, stack), not restored
+                // memory nor a hold: the kernel's initial stack and similar
+                // leftovers.
+                unsafe { sys::munmap(pos, next - pos) }.map_err(sys_err("unmapping the loader's stack"))?;
+                pos = next;
             }
-            // SAFETY: not the loader (code, data, stack) and not restored
-            // memory: the kernel's initial stack and similar leftovers.
-            unsafe { sys::munmap(m.start, m.end - m.start) }.map_err(sys_err("unmapping the loader's stack"))?;
         }
 
         // 2. The current vDSO (with its vvar pages) to the image's address.
@@ -978,14 +1044,19 @@ impl<'a> Plan<'a> {
                 let _ = sys::close(mfd);
                 continue;
             }
+            if self.hold[i] != 0 {
+                // SAFETY: moves the segment's data, read and verified in
+                // prepare, to its address; what was there (the kernel's
+                // stack) is already unmapped, and the loader is not there.
+                unsafe { sys::mremap_fixed(self.hold[i], d.len as usize, d.vaddr as usize) }
+                    .map_err(sys_err("moving a segment into place"))?;
+                continue;
+            }
             let flags = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE } | sys::MAP_ANONYMOUS | sys::MAP_FIXED;
             // SAFETY: the range was checked not to overlap the loader; what
             // was there (the kernel's stack) is already unmapped.
             unsafe { sys::mmap(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, flags, -1, 0) }
                 .map_err(sys_err("mapping a segment"))?;
-            if self.img.seg_has_data(i) {
-                read_segment_into_place(&self.img, self.fd, i, false)?;
-            }
         }
         let _ = &self.io;
 
@@ -996,30 +1067,26 @@ impl<'a> Plan<'a> {
         // SAFETY: a fresh read-write mapping of at least that size; all-zero
         // bytes are a valid TailPage.
         let tp = unsafe { &mut *(tp_addr as *mut TailPage) };
-        let pa = h.patch_addr as usize;
-        let patch_deferred = seg_containing(&self.img, h.patch_addr).is_some_and(|d| deferred(&d, self.loader));
-        let patch: &mut RestartPatch = if patch_deferred {
-            tp.patch.magic = PATCH_MAGIC;
-            &mut tp.patch
-        } else {
-            // SAFETY: patch_addr points into the restored runtime's data,
-            // now in place and writable (protections are applied below).
-            unsafe { &mut *(pa as *mut RestartPatch) }
-        };
+        // The patch block is in the restored memory: in place, or (under the
+        // loader) in its segment's hold, which the tail moves into place.
+        let patch_at = self.data_address(h.patch_addr);
+        // SAFETY: validated to lie in a stored writable segment, whose data
+        // is now at `data_address`, writable (protections come below).
+        let patch = unsafe { &mut *(patch_at as *mut RestartPatch) };
         if patch.magic == PATCH_MAGIC {
-            patch.ckpt_path.fill(0);
-            let n = self.ckpt.len().min(patch.ckpt_path.len() - 1);
-            patch.ckpt_path[..n].copy_from_slice(&self.ckpt.as_bytes()[..n]);
+            if let Some(ckpt) = &self.ckpt {
+                patch.ckpt_path.fill(0);
+                let n = ckpt.len().min(patch.ckpt_path.len() - 1);
+                patch.ckpt_path[..n].copy_from_slice(&ckpt.as_bytes()[..n]);
+            }
             patch.relocatable = self.opts_relocatable as u32;
             patch.generation = h.generation + 1;
             patch.debug = self.opts_debug as u32;
             patch.warn[..5].copy_from_slice(&self.warn);
             patch.reserved = self.opts_aggravate as u32;
-            patch.ghost_limit = match self.ghost_limit {
-                Some(l) => l,
-                None if patch_deferred => image_ghost_limit(&self.img, self.fd),
-                None => patch.ghost_limit, // the image's, now in place
-            };
+            if let Some(l) = self.ghost_limit {
+                patch.ghost_limit = l; // else the image's
+            }
         }
 
         // 5. Final protections.
@@ -1098,10 +1165,13 @@ impl<'a> Plan<'a> {
 
         // 10. rseq: re-register glibc's area (cleared of any critical section).
         let rseq_deferred = seg_containing(&self.img, h.rseq_addr).is_some_and(|d| deferred(&d, self.loader));
+        if h.rseq_len != 0 {
+            // SAFETY: the rseq area is in the restored TLS (validated: a
+            // stored writable segment, its data now at `data_address`);
+            // rseq_cs (offset 8) is a user pointer the kernel would follow.
+            unsafe { core::ptr::write_volatile((self.data_address(h.rseq_addr) + 8) as *mut u64, 0) };
+        }
         if h.rseq_len != 0 && !rseq_deferred {
-            // SAFETY: the rseq area is in the restored TLS; rseq_cs (offset 8)
-            // is a user pointer the kernel would follow.
-            unsafe { core::ptr::write_volatile((h.rseq_addr as usize + 8) as *mut u64, 0) };
             // SAFETY: the area stays valid for the life of the thread.
             if let Err(e) = unsafe { sys::rseq(h.rseq_addr as usize, h.rseq_len, 0, h.rseq_sig) } {
                 if self.warn[crate::flags::WARN_UNSUP] != 0 {
@@ -1140,21 +1210,13 @@ impl<'a> Plan<'a> {
             if !deferred(&d, self.loader) {
                 continue;
             }
-            let shared = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE };
-            push(sys::op_mmap_anon(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, shared), &mut n);
-            if self.img.seg_has_data(i) {
-                let fd = self.fd;
-                image::for_each_extent(fd, d.file_off, d.len, |s, e| {
-                    push(sys::op_pread(fd, d.vaddr as usize + (s - d.file_off) as usize, (e - s) as usize, s), &mut n);
-                    Ok(())
-                })?;
+            if self.hold[i] != 0 {
+                push(sys::op_mremap(self.hold[i], d.len as usize, d.vaddr as usize), &mut n);
+            } else {
+                let shared = if d.kind == seg_kind::SHARED { sys::MAP_SHARED } else { sys::MAP_PRIVATE };
+                push(sys::op_mmap_anon(d.vaddr as usize, d.len as usize, sys::PROT_READ | sys::PROT_WRITE, shared), &mut n);
             }
             push(sys::op_mprotect(d.vaddr as usize, d.len as usize, d.prot), &mut n);
-        }
-        if patch_deferred {
-            tp.iov =
-                [&tp.patch as *const RestartPatch as usize, core::mem::size_of::<RestartPatch>(), pa, core::mem::size_of::<RestartPatch>()];
-            push(sys::op_vm_write(me, tp.iov.as_ptr() as usize, tp.iov[2..].as_ptr() as usize), &mut n);
         }
         if h.rseq_len != 0 && rseq_deferred {
             push(sys::op_rseq(h.rseq_addr as usize, h.rseq_len, h.rseq_sig), &mut n);
@@ -1206,27 +1268,36 @@ impl<'a> Plan<'a> {
 /// must accept the image's address-space fields and TLS state (both are
 /// set on the loader itself, which uses neither its mm fields nor TLS, and
 /// set again for real in `commit`).
-fn dry_run<'a>(img: &Image<'a>, fd: Fd, loader: (usize, usize)) -> Result<(), RestoreError<'a>> {
-    let mut ops = 8; // munmap, vm_write, rseq, close, the end, and spare
-    for i in 0..img.nseg() {
-        let d = img.seg(i);
-        if deferred(&d, loader) {
-            ops += 2;
-            if img.seg_has_data(i) {
-                image::for_each_extent(fd, d.file_off, d.len, |_, _| {
-                    ops += 1;
-                    Ok(())
-                })?;
-            }
-        }
-    }
+fn dry_run<'a>(img: &Image<'a>, dest: &impl Fn(usize) -> usize, loader: (usize, usize)) -> Result<(), RestoreError<'a>> {
+    // munmap, rseq, close, the end, and spare; two per segment under the
+    // loader (map or move, protect).
+    let ops = 8 + 2 * (0..img.nseg()).filter(|&i| deferred(&img.seg(i), loader)).count();
     if ops >= MAX_OPS {
         return Err(RestoreError::TooMany("pieces of memory under the loader"));
     }
-    image::check_frame(img, fd)?;
+    image::check_frame(img, &caught(img, dest))?;
     set_mm(img)?;
     // SAFETY: no loader code uses TLS; commit sets it again.
     unsafe { arch::tls_restore(&img.header.tls) }.map_err(|e| RestoreError::Sys("the image's TLS state", Errno::new(-e as i32)))
+}
+
+/// The signal frame's and rseq area's bytes, from where their segments'
+/// data now is (read and verified: in place or in a hold).
+fn caught(img: &Image, dest: &impl Fn(usize) -> usize) -> Catch {
+    let mut c = Catch::EMPTY;
+    let h = &img.header;
+    for a in [h.uc_addr, h.rseq_addr] {
+        let Some(i) = img.seg_holding(a, a + 1) else { continue };
+        let (d, at) = (img.seg(i), dest(i));
+        if at == 0 || !img.seg_has_data(i) {
+            continue;
+        }
+        // SAFETY: the segment's data, all `len` bytes of it mapped
+        // read-write at `at` since prepare placed it.
+        let data = unsafe { core::slice::from_raw_parts(at as *const u8, d.len as usize) };
+        c.see(img, d.vaddr, data);
+    }
+    c
 }
 
 /// `PR_SET_MM_MAP` with the image's layout and auxv.
@@ -1252,27 +1323,6 @@ fn set_mm<'a>(img: &Image<'a>) -> Result<(), RestoreError<'a>> {
     unsafe { sys::prctl(35, 14, &mut mm as *mut _ as usize, core::mem::size_of_val(&mm), 0) }
         .map(|_| ())
         .map_err(sys_err("the image's address-space layout (prctl PR_SET_MM_MAP)"))
-}
-
-/// The ghost limit the checkpointed runtime had, read from the image (for
-/// a patch block under the loader, not in place yet).
-fn image_ghost_limit(img: &Image, fd: Fd) -> u64 {
-    let addr = img.header.patch_addr + core::mem::offset_of!(RestartPatch, ghost_limit) as u64;
-    let mut b = [0u8; 8];
-    let found = (0..img.nseg()).find(|&i| {
-        let d = img.seg(i);
-        d.vaddr <= addr && addr + 8 <= d.vaddr + d.len
-    });
-    match found {
-        Some(i) if img.seg_has_data(i) => {
-            let d = img.seg(i);
-            match image::read_exact(fd, &mut b, d.file_off + (addr - d.vaddr)) {
-                Ok(()) => u64::from_le_bytes(b),
-                Err(_) => crate::flags::DEFAULT_GHOST_LIMIT,
-            }
-        }
-        _ => crate::flags::DEFAULT_GHOST_LIMIT,
-    }
 }
 
 /// `struct prctl_mm_map` with the layout the kernel reads from 32- and

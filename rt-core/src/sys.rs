@@ -170,6 +170,32 @@ pub fn pwrite_raw(fd: Fd, addr: usize, len: usize, off: u64) -> Result<usize> {
     unsafe { rckpt_arch_pwrite(fd, addr, len, off) }
 }
 
+/// `write` from raw memory (the writer streams the process's own pages to
+/// a file, pipe or socket). An unreadable page ends the write early (EFAULT
+/// or a short count), it does not fault the caller.
+pub fn write_raw(fd: Fd, addr: usize, len: usize) -> Result<usize> {
+    // SAFETY: see the module note; the kernel checks `addr..addr+len`.
+    unsafe { syscall3(Sysno::write, fd as usize, addr, len) }
+}
+
+/// `read` into raw memory (the loader reads a streamed image into place).
+pub fn read_raw(fd: Fd, addr: usize, len: usize) -> Result<usize> {
+    // SAFETY: see the module note; the kernel checks `addr..addr+len`.
+    unsafe { syscall3(Sysno::read, fd as usize, addr, len) }
+}
+
+/// Whether the byte at `addr` of this process can be read: one
+/// `process_vm_readv` of it (a page past the end of a mapped file fails
+/// with EFAULT instead of raising SIGBUS).
+pub fn readable(addr: usize) -> bool {
+    let mut b = 0u8;
+    let local = [&mut b as *mut u8 as usize, 1usize];
+    let remote = [addr, 1usize];
+    // SAFETY: one byte into a local, from an address the kernel checks.
+    let r = unsafe { syscall6(Sysno::process_vm_readv, getpid() as usize, local.as_ptr() as usize, 1, remote.as_ptr() as usize, 1, 0) };
+    r == Ok(1)
+}
+
 pub fn pwrite_all(fd: Fd, buf: &[u8], mut off: u64) -> Result<()> {
     let mut done = 0;
     while done < buf.len() {
@@ -455,6 +481,7 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFSOCK: u32 = 0o140000;
 
 /// `statx(dirfd, path, flags, STATX_BASIC_STATS)`, decoded.
 fn statx(dirfd: usize, path: usize, flags: usize) -> Result<Stat> {
@@ -688,11 +715,9 @@ pub fn op_mmap_anon(addr: usize, len: usize, prot: u32, flags: u32) -> Op {
     [nr, addr, len, prot as usize, (flags | MAP_ANONYMOUS | MAP_FIXED) as usize, usize::MAX, 0]
 }
 
-pub fn op_pread(fd: Fd, addr: usize, len: usize, off: u64) -> Op {
-    #[cfg(target_pointer_width = "64")]
-    return [Sysno::pread64 as usize, fd as usize, addr, len, off as usize, 0, 0];
-    #[cfg(target_pointer_width = "32")]
-    return [Sysno::pread64 as usize, fd as usize, addr, len, off as usize, (off >> 32) as usize, 0];
+/// Move the mapping `[from, from+len)` to `to` (replacing what is there).
+pub fn op_mremap(from: usize, len: usize, to: usize) -> Op {
+    [Sysno::mremap as usize, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0]
 }
 
 pub fn op_mprotect(addr: usize, len: usize, prot: u32) -> Op {

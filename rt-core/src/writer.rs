@@ -165,6 +165,9 @@ const HDR_MAX: usize = 4 << 20;
 const SMALL: usize = 64 << 10;
 const SCAN_VEC: usize = 4096;
 const CHUNK: usize = 1 << 20;
+/// Runs of stored pages an image may have (past it, a segment's last run
+/// grows over the gap to the next one: the gap's pages are stored too).
+const MAX_RUNS: usize = 16384;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -207,7 +210,8 @@ struct Seg {
     /// For a shared mapping of a deleted file: 1 + the index of its ghost
     /// (0: none; an all-zero `Seg` stays valid).
     ghost: u32,
-    file_off: u64,
+    first_run: u32,
+    nrun: u32,
     stored: u64,
     sum: u64,
 }
@@ -222,6 +226,7 @@ struct Scratch {
     scan: [PageRegion; SCAN_VEC],
     bounce: [u8; CHUNK],
     ghosts: [Ghost; MAX_GHOSTS],
+    runs: [RunDesc; MAX_RUNS],
 }
 
 /// A deleted file the process still has open (memfds included).
@@ -232,9 +237,11 @@ struct Ghost {
     st: Stat,
     /// `ghost_flags`.
     flags: u32,
-    /// Where its `GhostDesc` sits in the header buffer.
-    desc_at: usize,
-    file_off: u64,
+    /// A read-only descriptor of it (`/proc/self/fd/N`), open while the
+    /// image is written (closed by `close_ghosts`).
+    src: Fd,
+    first_run: u32,
+    nrun: u32,
     stored: u64,
     sum: u64,
 }
@@ -290,38 +297,17 @@ impl Drop for OwnedFd {
     }
 }
 
-/// Write a checkpoint of the calling process.
+/// Write a checkpoint of the calling process to `req.path`, atomically:
+/// `PATH.tmp`, fsync, rename, directory fsync. On any failure the `.tmp` is
+/// removed and `PATH` is untouched.
 pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     let t0 = sys::monotonic_ns();
-    let mut map = ScratchMap::new()?;
-    let scratch_range = (map.addr, map.addr + map.len);
-    let s = map.get();
-
-    check_single_threaded()?;
-
-    // Everything /proc says, read before anything is written.
-    let n = sys::read_file(b"/proc/self/maps", &mut s.maps_text).map_err(fail("reading /proc/self/maps"))?;
-    let (nseg, vdso) = classify(&s.maps_text[..n], &mut s.segs, scratch_range)?;
-    let segs = &mut s.segs[..nseg];
-    let text = &s.maps_text[..n];
-
     let mut tmp = req.path.clone();
     tmp.push(b".tmp").map_err(fail("naming the temporary file"))?;
     let fd = sys::open(&mut tmp, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_CLOEXEC, 0o600)
         .map_err(fail("creating the temporary file"))?;
     let fd = OwnedFd(fd);
-
-    // SIGXFSZ would kill the process when the file size limit is hit; with
-    // it ignored, write() reports EFBIG instead.
-    let ign = KSigaction { handler: sys::SIG_IGN, ..Default::default() };
-    let mut old_xfsz = KSigaction::default();
-    // SAFETY: SIG_IGN is always a valid disposition; the old one is restored below.
-    let _ = unsafe { sys::sigaction(25, Some(&ign), Some(&mut old_xfsz)) };
-    let bufs =
-        Bufs { hdr: &mut s.hdr, small: &mut s.small, dents: &mut s.dents, vec: &mut s.scan, bounce: &mut s.bounce, ghosts: &mut s.ghosts };
-    let r = write_image(req, fd.0, segs, text, vdso, bufs, old_xfsz);
-    // SAFETY: restoring the disposition read above.
-    let _ = unsafe { sys::sigaction(25, Some(&old_xfsz), None) };
+    let r = checkpoint_to_fd(req, fd.0);
     let t_sync = sys::monotonic_ns();
     let r = r.and_then(|st| {
         sys::fsync(fd.0).map_err(fail("syncing the checkpoint"))?;
@@ -348,6 +334,51 @@ pub fn checkpoint(req: &Request) -> Result<Stats, Failure> {
     st.ns = t_end - t0;
     st.sync_ns = sync_ns;
     Ok(st)
+}
+
+/// Write a checkpoint of the calling process to `fd` in one front-to-back
+/// pass (a fresh file, a pipe, a socket: nothing is ever sought back to).
+/// The caller decides what a failure half-way means for the descriptor.
+pub fn checkpoint_to_fd(req: &Request, fd: Fd) -> Result<Stats, Failure> {
+    let t0 = sys::monotonic_ns();
+    let mut map = ScratchMap::new()?;
+    let scratch_range = (map.addr, map.addr + map.len);
+    let s = map.get();
+
+    check_single_threaded()?;
+
+    // Everything /proc says, read before anything is written.
+    let n = sys::read_file(b"/proc/self/maps", &mut s.maps_text).map_err(fail("reading /proc/self/maps"))?;
+    let (nseg, vdso) = classify(&s.maps_text[..n], &mut s.segs, scratch_range)?;
+    let segs = &mut s.segs[..nseg];
+    let text = &s.maps_text[..n];
+
+    // SIGXFSZ would kill the process when the file size limit is hit, and
+    // SIGPIPE when a reader goes away; ignored, write() reports EFBIG or
+    // EPIPE instead.
+    let ign = KSigaction { handler: sys::SIG_IGN, ..Default::default() };
+    let (mut old_xfsz, mut old_pipe) = (KSigaction::default(), KSigaction::default());
+    // SAFETY: SIG_IGN is always a valid disposition; the old ones are restored below.
+    unsafe {
+        let _ = sys::sigaction(25, Some(&ign), Some(&mut old_xfsz));
+        let _ = sys::sigaction(13, Some(&ign), Some(&mut old_pipe));
+    }
+    let bufs = Bufs {
+        hdr: &mut s.hdr,
+        small: &mut s.small,
+        dents: &mut s.dents,
+        vec: &mut s.scan,
+        bounce: &mut s.bounce,
+        ghosts: &mut s.ghosts,
+        runs: &mut s.runs,
+    };
+    let r = write_image(req, fd, segs, text, vdso, bufs, [old_xfsz, old_pipe]);
+    // SAFETY: restoring the dispositions read above.
+    unsafe {
+        let _ = sys::sigaction(25, Some(&old_xfsz), None);
+        let _ = sys::sigaction(13, Some(&old_pipe), None);
+    }
+    r.map(|st| Stats { ns: sys::monotonic_ns() - t0, ..st })
 }
 
 /// fsync the directory holding `path` so the rename is durable.
@@ -505,14 +536,15 @@ struct Bufs<'a> {
     vec: &'a mut [PageRegion],
     bounce: &'a mut [u8],
     ghosts: &'a mut [Ghost; MAX_GHOSTS],
+    runs: &'a mut [RunDesc; MAX_RUNS],
 }
 
-fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso, b: Bufs, old_xfsz: KSigaction) -> Result<Stats, Failure> {
-    let Bufs { hdr, small, dents, vec, bounce, ghosts } = b;
-    // The segment holding this very stack changes while it is written: it
-    // goes through a copy, so that file and checksum agree.
-    let here = &fd as *const Fd as usize;
-    let class = Class::NATIVE;
+/// Dispositions the writer replaced while it runs (SIGXFSZ, SIGPIPE); the
+/// image records the program's own.
+type Saved = [KSigaction; 2];
+
+fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso, b: Bufs, saved: Saved) -> Result<Stats, Failure> {
+    let Bufs { hdr, small, dents, vec, bounce, ghosts, runs } = b;
     let mut pmp = CPath::from_bytes(b"/proc/self/pagemap").map_err(fail("opening pagemap"))?;
     let pm = OwnedFd(sys::open(&mut pmp, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("opening /proc/self/pagemap"))?);
 
@@ -520,156 +552,392 @@ fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso,
     let own_fds = [fd, pm.0];
     let nghost = gather_ghosts(dents, &own_fds, ghosts, req.ghost_limit)?;
     let ghosts = &mut ghosts[..nghost];
+    let _close = CloseGhosts(ghosts.as_ptr(), ghosts.len());
     link_ghost_mappings(segs, text, ghosts);
     check_mapped_files(segs, text)?;
 
-    // Which segments store anything at all (decides p_filesz).
-    let mut have_scan = true;
-    for sg in segs.iter_mut() {
-        if sg.has_data && uses_scan(sg.kind) {
-            match scan(pm.0, sg.map.start, sg.map.end, &mut vec[..1], 1) {
-                Some(Ok((k, _))) => sg.has_data = k > 0,
-                Some(Err(e)) => return Err(Failure::sys("scanning page tables", e)),
-                None => have_scan = false,
+    // Where the data is: every run of stored pages, before anything is sent.
+    let nrun = plan_runs(pm.0, segs, ghosts, vec, runs)?;
+    let runs = &mut runs[..nrun];
+
+    // The head, which depends on nothing but the plan.
+    let head = build_head(req, segs, text, vdso, small, dents, &own_fds, ghosts, runs, saved, hdr)?;
+
+    // Send it: head, padding, runs in file order, trailer.
+    let mut out = Out { fd, pos: 0 };
+    out.bytes(&hdr[..head.len])?;
+    out.zeros(head.data_start - head.len as u64)?;
+    // The segment holding this very stack changes while it is written: it
+    // goes through a copy, so that the data and its checksum agree.
+    let here = &out as *const Out as usize;
+    let nseg = segs.len();
+    for r in runs.iter() {
+        let o = r.owner as usize;
+        if o < nseg {
+            let sg = &mut segs[o];
+            let live = sg.map.start <= here && here < sg.map.end;
+            write_memory(&mut out, sg, r, if live { Some(&mut *bounce) } else { None })?;
+        } else {
+            write_ghost_run(&mut out, &mut ghosts[o - nseg], r, bounce)?;
+        }
+    }
+    let trailer = build_trailer(segs, ghosts, head.seal, small)?;
+    out.bytes(&small[..trailer])?;
+    let stored: u64 = runs.iter().map(|r| r.len).sum();
+    let ghost_bytes = ghosts.iter().map(|g| g.stored).sum();
+    Ok(Stats { segments: nseg as u32, ghosts: ghosts.len() as u32, ghost_bytes, stored, file_size: out.pos, ns: 0, sync_ns: 0 })
+}
+
+/// The image's destination, written front to back, never sought.
+struct Out {
+    fd: Fd,
+    pos: u64,
+}
+
+impl Out {
+    fn bytes(&mut self, b: &[u8]) -> Result<(), Failure> {
+        sys::write_all(self.fd, b).map_err(fail("writing the image"))?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: u64) -> Result<(), Failure> {
+        static ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+        while n > 0 {
+            let k = n.min(PAGE_SIZE) as usize;
+            self.bytes(&ZEROS[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// `len` bytes of this process's memory at `addr`, handed to the kernel
+    /// without a copy.
+    fn memory(&mut self, addr: usize, len: usize) -> Result<(), Failure> {
+        let mut done = 0;
+        while done < len {
+            match sys::write_raw(self.fd, addr + done, len - done) {
+                Ok(0) => return Err(Failure::plain("writing memory: the image took no more data")),
+                Ok(k) => done += k,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Failure::sys("writing memory", e)),
+            }
+        }
+        self.pos += len as u64;
+        Ok(())
+    }
+}
+
+/// Closes the ghosts' read descriptors however `write_image` ends.
+struct CloseGhosts(*const Ghost, usize);
+impl Drop for CloseGhosts {
+    fn drop(&mut self) {
+        for k in 0..self.1 {
+            // SAFETY: the ghosts slice outlives this guard (declared after it).
+            let g = unsafe { &*self.0.add(k) };
+            if g.src > 0 {
+                let _ = sys::close(g.src);
             }
         }
     }
+}
 
-    let phnum = 1 + segs.len();
+/// Append a run, joined to the previous one when they touch. With the
+/// table full, the previous run of the same owner grows over the gap (its
+/// pages are stored too: zeros, for memory never touched).
+fn push_run(runs: &mut [RunDesc], n: &mut usize, r: RunDesc) -> Result<(), Failure> {
+    if let Some(last) = n.checked_sub(1).and_then(|k| runs.get_mut(k)) {
+        if last.owner == r.owner && last.offset + last.len == r.offset {
+            last.len += r.len;
+            return Ok(());
+        }
+        if *n == MAX_RUNS && last.owner == r.owner {
+            last.len = r.offset + r.len - last.offset;
+            return Ok(());
+        }
+    }
+    let slot = runs.get_mut(*n).ok_or(Failure::plain("too many separate pieces of memory and files to save"))?;
+    *slot = r;
+    *n += 1;
+    Ok(())
+}
+
+/// Every run of stored pages, in file order: each segment's (present pages
+/// of anonymous memory, found with PAGEMAP_SCAN; the readable part of
+/// everything else), then each ghost file's data extents.
+fn plan_runs(pm: Fd, segs: &mut [Seg], ghosts: &mut [Ghost], vec: &mut [PageRegion], runs: &mut [RunDesc]) -> Result<usize, Failure> {
+    let mut n = 0;
+    for (i, sg) in segs.iter_mut().enumerate() {
+        let first = n;
+        if sg.has_data {
+            let run = |offset: usize, len: usize| RunDesc { owner: i as u32, offset: offset as u64, len: len as u64, ..Default::default() };
+            let (a, b) = (sg.map.start, sg.map.end);
+            let scanned = uses_scan(sg.kind) && scan_runs(pm, a, b, vec, |s, e| push_run(runs, &mut n, run(s - a, e - s)))?;
+            if !scanned {
+                let len = readable_prefix(a, b);
+                if len > 0 {
+                    push_run(runs, &mut n, run(0, len))?;
+                }
+            }
+        }
+        sg.first_run = first as u32;
+        sg.nrun = (n - first) as u32;
+        sg.stored = runs[first..n].iter().map(|r| r.len).sum();
+    }
+    for (k, g) in ghosts.iter_mut().enumerate() {
+        let first = n;
+        let owner = (segs.len() + k) as u32;
+        let mut link = fd_link(g.fd).map_err(fail("reading a deleted file"))?;
+        g.src = sys::open(&mut link, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("reading a deleted file"))?;
+        let size = page_up(g.st.size);
+        let mut pos = 0;
+        while pos < size {
+            let d = match sys::lseek(g.src, pos, sys::SEEK_DATA) {
+                Ok(d) => d & !(PAGE_SIZE - 1),
+                Err(Errno::ENXIO) => break,
+                Err(e) => return Err(Failure::sys("reading a deleted file", e)),
+            };
+            if d >= size {
+                break;
+            }
+            let h = sys::lseek(g.src, d, sys::SEEK_HOLE).map_err(fail("reading a deleted file"))?;
+            let e = page_up(h).min(size);
+            push_run(runs, &mut n, RunDesc { owner, offset: d.max(pos), len: e - d.max(pos), ..Default::default() })?;
+            pos = e.max(pos + PAGE_SIZE);
+        }
+        g.first_run = first as u32;
+        g.nrun = (n - first) as u32;
+        g.stored = runs[first..n].iter().map(|r| r.len).sum();
+    }
+    Ok(n)
+}
+
+/// Report each present run of `[a, b)` through `f`; false when the kernel
+/// has no PAGEMAP_SCAN (the caller then stores the whole range).
+fn scan_runs(
+    pm: Fd,
+    a: usize,
+    b: usize,
+    vec: &mut [PageRegion],
+    mut f: impl FnMut(usize, usize) -> Result<(), Failure>,
+) -> Result<bool, Failure> {
+    let mut start = a;
+    loop {
+        let (k, walk_end) = match scan(pm, start, b, vec, 0) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(Failure::sys("scanning page tables", e)),
+            None if start == a => return Ok(false),
+            None => return Err(Failure::plain("scanning page tables: PAGEMAP_SCAN gave an unexpected result")),
+        };
+        for r in &vec[..k] {
+            f(r.start as usize, r.end as usize)?;
+        }
+        // Resume from walk_end only when the result vector filled up.
+        if k < vec.len() || walk_end as usize >= b {
+            return Ok(true);
+        }
+        start = walk_end as usize;
+    }
+}
+
+/// How much of `[a, b)` can be read from the start: all of it, except the
+/// pages of a file mapping past the end of its file (SIGBUS), found by
+/// bisection.
+fn readable_prefix(a: usize, b: usize) -> usize {
+    let page = PAGE_SIZE as usize;
+    if sys::readable(b - page) {
+        return b - a;
+    }
+    if !sys::readable(a) {
+        return 0;
+    }
+    let (mut lo, mut hi) = (a, b - page); // lo readable, hi not
+    while hi - lo > page {
+        let mid = lo + (hi - lo) / 2 / page * page;
+        if sys::readable(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi - a
+}
+
+/// A memory run: written from the process's own pages (or, for the live
+/// stack, through a copy), hashed into its segment's sum.
+fn write_memory(out: &mut Out, sg: &mut Seg, r: &RunDesc, mut bounce: Option<&mut [u8]>) -> Result<(), Failure> {
+    let base = sg.map.start + r.offset as usize;
+    let mut sum = SegSum(sg.sum);
+    let mut at = 0usize;
+    while at < r.len as usize {
+        let want = (r.len as usize - at).min(CHUNK);
+        let addr = base + at;
+        let page = ((r.offset as usize + at) / hash::PAGE) as u64;
+        if let Some(buf) = bounce.as_deref_mut() {
+            // SAFETY: a present, readable part of this anonymous mapping; the
+            // copy is taken at one moment.
+            buf[..want].copy_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, want) });
+            out.bytes(&buf[..want])?;
+            sum.add_pages(page, &buf[..want]);
+        } else {
+            out.memory(addr, want)?;
+            // SAFETY: the kernel just read these bytes of our own memory, so
+            // they are mapped and readable.
+            sum.add_pages(page, unsafe { core::slice::from_raw_parts(addr as *const u8, want) });
+        }
+        at += want;
+    }
+    sg.sum = sum.0;
+    Ok(())
+}
+
+/// A ghost file's run: read through its own descriptor (the program's
+/// offset never moves). The run's length was promised in the head: a file
+/// that shrank meanwhile is padded with zeros, and the checksum covers what
+/// was sent.
+fn write_ghost_run(out: &mut Out, g: &mut Ghost, r: &RunDesc, buf: &mut [u8]) -> Result<(), Failure> {
+    let mut sum = SegSum(g.sum);
+    let mut at = 0u64;
+    while at < r.len {
+        let want = ((r.len - at) as usize).min(buf.len());
+        let mut got = 0;
+        while got < want {
+            match sys::pread(g.src, &mut buf[got..want], r.offset + at + got as u64) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Failure::sys("reading a deleted file", e)),
+            }
+        }
+        buf[got..want].fill(0);
+        out.bytes(&buf[..want])?;
+        sum.add_pages((r.offset + at) / PAGE_SIZE, &buf[..want]);
+        at += want as u64;
+    }
+    g.sum = sum.0;
+    Ok(())
+}
+
+/// The built head: its length, where the data starts, and its seal.
+struct Head {
+    len: usize,
+    data_start: u64,
+    seal: u64,
+}
+
+/// Gather, then encode: notes, then the layout they imply (run offsets,
+/// program headers, the trailer's place), then the seal; and check it with
+/// the readers' own validation before anything is sent.
+#[allow(clippy::too_many_arguments)]
+fn build_head(
+    req: &Request,
+    segs: &[Seg],
+    text: &[u8],
+    vdso: Vdso,
+    small: &mut [u8],
+    dents: &mut [u8],
+    own_fds: &[Fd],
+    ghosts: &[Ghost],
+    runs: &mut [RunDesc],
+    saved: Saved,
+    hdr: &mut [u8],
+) -> Result<Head, Failure> {
+    let class = Class::NATIVE;
+    let npiece: usize = segs.iter().map(|sg| pieces(sg, runs).count()).sum();
+    let phnum = 2 + npiece;
+    if phnum > u16::MAX as usize - 1 {
+        return Err(Failure::plain("too many separate pieces of memory to describe"));
+    }
     let notes_at = class.ehdr_size() + phnum * class.phdr_size();
     let mut c = Cursor::new(hdr);
     c.pos = notes_at;
-    let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, &own_fds, ghosts, old_xfsz)?;
+    let marks = build_notes(&mut c, req, segs, text, vdso, small, dents, own_fds, ghosts, runs, saved[0])?;
     if c.overflow {
         return Err(Failure::plain("building notes (too large)"));
     }
     let seal_at = c.pos;
-    let hdr_len = seal_at + 12 + 8 + core::mem::size_of::<Seal>();
-
-    // Lay the segments out after the header, page aligned.
-    let mut off = page_up(hdr_len as u64);
-    for sg in segs.iter_mut() {
-        sg.file_off = off;
-        if sg.has_data {
-            off += (sg.map.end - sg.map.start) as u64;
+    let len = seal_at + 12 + 8 + core::mem::size_of::<Seal>();
+    let data_start = page_up(len as u64);
+    let mut off = data_start;
+    for (k, r) in runs.iter_mut().enumerate() {
+        r.file_off = off;
+        off += r.len;
+        let at = marks.runs + k * core::mem::size_of::<RunDesc>();
+        if let Some(dst) = c.buf.get_mut(at..at + core::mem::size_of::<RunDesc>()) {
+            dst.copy_from_slice(pod_bytes(r));
         }
     }
-    // Then the ghosts' data, each page aligned.
-    for g in ghosts.iter_mut() {
-        g.file_off = off;
-        off = page_up(off + g.st.size);
-    }
-    let file_size = off;
-
-    let mut stored_total = 0;
-    for sg in segs.iter_mut() {
-        if !sg.has_data {
-            continue;
-        }
-        let mut sum = SegSum::default();
-        let mut stored = 0u64;
-        if uses_scan(sg.kind) && have_scan {
-            let mut start = sg.map.start;
-            loop {
-                let (k, walk_end) = match scan(pm.0, start, sg.map.end, vec, 0) {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => return Err(Failure::sys("scanning page tables", e)),
-                    None => return Err(Failure::plain("scanning page tables: PAGEMAP_SCAN gave an unexpected result")),
-                };
-                let live = sg.map.start <= here && here < sg.map.end;
-                for r in &vec[..k] {
-                    let b = if live { Some(&mut *bounce) } else { None };
-                    stored += write_run(fd, sg, r.start as usize, r.end as usize, &mut sum, b)?;
-                }
-                if k < vec.len() || walk_end as usize >= sg.map.end {
-                    break;
-                }
-                start = walk_end as usize;
-            }
-        } else {
-            let live = sg.map.start <= here && here < sg.map.end;
-            stored += write_run(fd, sg, sg.map.start, sg.map.end, &mut sum, if live { Some(&mut *bounce) } else { None })?;
-        }
-        sg.stored = stored;
-        sg.sum = sum.0;
-        stored_total += stored;
-    }
-    let mut ghost_bytes = 0;
-    for g in ghosts.iter_mut() {
-        write_ghost(fd, g, bounce)?;
-        ghost_bytes += g.stored;
-    }
-    stored_total += ghost_bytes;
-    sys::ftruncate(fd, file_size).map_err(fail("sizing the checkpoint"))?;
-
-    // Now every offset and checksum is known: fill in the segment table, the
-    // program headers and the ELF header, then seal.
-    for (i, sg) in segs.iter().enumerate() {
-        let d = SegDesc {
-            vaddr: sg.map.start as u64,
-            len: (sg.map.end - sg.map.start) as u64,
-            file_off: sg.file_off,
-            stored: sg.stored,
-            checksum: sg.sum,
-            prot: sg.prot,
-            kind: sg.kind,
-        };
-        let at = marks.segs + i * core::mem::size_of::<SegDesc>();
-        c.buf[at..at + core::mem::size_of::<SegDesc>()].copy_from_slice(pod_bytes(&d));
-    }
-    for g in ghosts.iter() {
-        let size = core::mem::size_of::<GhostDesc>();
-        let Some(dst) = c.buf.get_mut(g.desc_at..g.desc_at + size) else {
-            return Err(Failure::plain("building the header (too large)"));
-        };
-        let mut d: GhostDesc = pod_read(dst, 0).unwrap_or_default();
-        d.file_off = g.file_off;
-        d.stored = g.stored;
-        d.checksum = g.sum;
-        dst.copy_from_slice(pod_bytes(&d));
-    }
-    let end = c.pos;
+    let data_end = off;
+    let trailer_len = trailer_len(segs.len() + ghosts.len());
     c.pos = 0;
     elf::write_ehdr(&mut c, class, arch::ELF_MACHINE, class.ehdr_size() as u64, phnum as u16);
-    elf::write_phdr(
-        &mut c,
-        class,
-        &Phdr { p_type: elf::PT_NOTE, offset: notes_at as u64, filesz: (hdr_len - notes_at) as u64, align: 4, ..Default::default() },
-    );
-    for sg in segs.iter() {
-        let len = (sg.map.end - sg.map.start) as u64;
-        let flags = if sg.prot & sys::PROT_READ != 0 { elf::PF_R } else { 0 }
-            | if sg.prot & sys::PROT_WRITE != 0 { elf::PF_W } else { 0 }
-            | if sg.prot & sys::PROT_EXEC != 0 { elf::PF_X } else { 0 };
-        elf::write_phdr(
-            &mut c,
-            class,
-            &Phdr {
-                p_type: elf::PT_LOAD,
-                flags,
-                offset: sg.file_off,
-                vaddr: sg.map.start as u64,
-                filesz: if sg.has_data { len } else { 0 },
-                memsz: len,
-                align: PAGE_SIZE,
-            },
-        );
+    let note = |offset, filesz| Phdr { p_type: elf::PT_NOTE, offset, filesz, align: 4, ..Default::default() };
+    elf::write_phdr(&mut c, class, &note(notes_at as u64, (len - notes_at) as u64));
+    elf::write_phdr(&mut c, class, &note(data_end, trailer_len as u64));
+    for sg in segs {
+        for p in pieces(sg, runs) {
+            elf::write_phdr(&mut c, class, &p);
+        }
     }
-    c.pos = end;
+    c.pos = seal_at;
     let seal = Seal { hash: hash::xxh64(&c.buf[..seal_at], SEAL_SEED), reserved: 0 };
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SEAL);
     c.bytes(pod_bytes(&seal));
     c.end_note(m);
-    if c.overflow || c.pos != hdr_len {
+    if c.overflow || c.pos != len {
         return Err(Failure::plain("building the header (too large)"));
     }
-    // What no reader would restore must not replace a good image: the
-    // headers pass the same validation as `rckpt info` and the loader.
-    if let Err(e) = crate::image::Image::parse(&c.buf[..hdr_len], file_size) {
+    // What no reader would restore must not replace a good image: the head
+    // passes the same validation as `rckpt info` and the loader.
+    if let Err(e) = crate::image::Image::parse(&c.buf[..len], data_end + trailer_len as u64) {
         return Err(Failure { invalid: Some(e), ..Failure::plain("") });
     }
-    sys::pwrite_all(fd, &c.buf[..hdr_len], 0).map_err(fail("writing the header"))?;
-    Ok(Stats { segments: segs.len() as u32, ghosts: ghosts.len() as u32, ghost_bytes, stored: stored_total, file_size, ns: 0, sync_ns: 0 })
+    Ok(Head { len, data_start, seal: seal.hash })
+}
+
+/// The `PT_LOAD`s that describe segment `sg` for gdb, in address order: one
+/// per run (its data in the file) and one per gap between runs (nothing
+/// stored: zeros).
+fn pieces<'r>(sg: &Seg, runs: &'r [RunDesc]) -> impl Iterator<Item = Phdr> + 'r {
+    let (start, len) = (sg.map.start as u64, (sg.map.end - sg.map.start) as u64);
+    let flags = if sg.prot & sys::PROT_READ != 0 { elf::PF_R } else { 0 }
+        | if sg.prot & sys::PROT_WRITE != 0 { elf::PF_W } else { 0 }
+        | if sg.prot & sys::PROT_EXEC != 0 { elf::PF_X } else { 0 };
+    let own = &runs[sg.first_run as usize..(sg.first_run + sg.nrun) as usize];
+    crate::image::load_pieces(start, len, own.iter().copied()).map(move |(vaddr, filesz, memsz, offset)| Phdr {
+        p_type: elf::PT_LOAD,
+        flags,
+        offset,
+        vaddr,
+        filesz,
+        memsz,
+        align: PAGE_SIZE,
+    })
+}
+
+fn trailer_len(n: usize) -> usize {
+    crate::image::trailer_len(n) as usize
+}
+
+/// The trailer into `buf`: every segment's then every ghost's checksum,
+/// then the end seal (XXH64 of the trailer so far, seeded with the head's
+/// seal, so a trailer belongs to its head). Returns its length.
+fn build_trailer(segs: &[Seg], ghosts: &[Ghost], head_seal: u64, buf: &mut [u8]) -> Result<usize, Failure> {
+    let mut c = Cursor::new(buf);
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SUMS);
+    for sum in segs.iter().map(|s| s.sum).chain(ghosts.iter().map(|g| g.sum)) {
+        c.u64(sum);
+    }
+    c.end_note(m);
+    let end_at = c.pos;
+    let seal = Seal { hash: hash::xxh64(c.buf.get(..end_at).unwrap_or(&[]), head_seal), reserved: 0 };
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_END);
+    c.bytes(pod_bytes(&seal));
+    c.end_note(m);
+    if c.overflow || c.pos != trailer_len(segs.len() + ghosts.len()) {
+        return Err(Failure::plain("building the trailer (too large)"));
+    }
+    Ok(c.pos)
 }
 
 /// Find the deleted files (and memfds) open at fds above 2 (0-2 come from
@@ -753,109 +1021,10 @@ fn check_fd_path(fd: Fd, st: &Stat, path: &[u8]) -> Result<(), Failure> {
     }
 }
 
-/// Copy a ghost's data extents (found with SEEK_DATA/SEEK_HOLE; holes stay
-/// holes) to its place in the image through `buf`, and checksum them
-/// page by page as a segment is. The file is read through a new open file
-/// description (`/proc/self/fd/N`), so the program's own offset never
-/// moves. A file that shrinks meanwhile ends early: what was stored is
-/// what the checksum covers.
-fn write_ghost(img: Fd, g: &mut Ghost, buf: &mut [u8]) -> Result<(), Failure> {
-    const WHAT: &str = "reading a deleted file";
-    let mut link = fd_link(g.fd).map_err(fail(WHAT))?;
-    let src = OwnedFd(sys::open(&mut link, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail(WHAT))?);
-    let size = g.st.size;
-    let mut sum = SegSum::default();
-    let mut stored = 0u64;
-    let mut pos = 0u64;
-    'extents: while pos < size {
-        let d = match sys::lseek(src.0, pos, sys::SEEK_DATA) {
-            Ok(d) => d,
-            Err(Errno::ENXIO) => break,
-            Err(e) => return Err(Failure::sys(WHAT, e)),
-        };
-        if d >= size {
-            break;
-        }
-        let h = sys::lseek(src.0, d, sys::SEEK_HOLE).map_err(fail(WHAT))?;
-        let mut at = (d & !(PAGE_SIZE - 1)).max(pos);
-        let end = page_up(h).min(size);
-        while at < end {
-            let want = ((end - at) as usize).min(buf.len());
-            let k = match sys::pread(src.0, &mut buf[..want], at) {
-                Ok(k) => k,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Failure::sys(WHAT, e)),
-            };
-            if k == 0 {
-                break 'extents;
-            }
-            sys::pwrite_all(img, &buf[..k], g.file_off + at).map_err(fail("writing a deleted file's data"))?;
-            sum.add_pages(at / PAGE_SIZE, &buf[..k]);
-            stored += k as u64;
-            at += k as u64;
-            if !at.is_multiple_of(PAGE_SIZE) && at < end {
-                // A short read mid-page: the file shrank under us.
-                break 'extents;
-            }
-        }
-        pos = end.max(pos + 1);
-    }
-    g.stored = stored;
-    g.sum = sum.0;
-    Ok(())
-}
-
-/// Write `[a, b)` of segment `sg` at its place in the file; hash what was
-/// written. Returns the bytes stored. For file-backed mappings a fault (the
-/// part of the mapping past the end of the file) ends the segment's data.
-/// With `bounce`, each chunk is copied first and the copy written and hashed.
-fn write_run(fd: Fd, sg: &Seg, a: usize, b: usize, sum: &mut SegSum, mut bounce: Option<&mut [u8]>) -> Result<u64, Failure> {
-    let mut addr = a;
-    let mut stored = 0u64;
-    while addr < b {
-        let want = (b - addr).min(CHUNK);
-        let off = sg.file_off + (addr - sg.map.start) as u64;
-        if let Some(buf) = bounce.as_deref_mut() {
-            // SAFETY: `addr..addr+want` is a present, readable part of this
-            // (anonymous, readable) mapping; the copy is taken at one moment.
-            let src = unsafe { core::slice::from_raw_parts(addr as *const u8, want) };
-            buf[..want].copy_from_slice(src);
-            sys::pwrite_all(fd, &buf[..want], off).map_err(fail("writing memory"))?;
-            sum.add_pages(((addr - sg.map.start) / hash::PAGE) as u64, &buf[..want]);
-            stored += want as u64;
-            addr += want;
-            continue;
-        }
-        let mut done = 0usize;
-        let mut faulted = false;
-        while done < want {
-            match sys::pwrite_raw(fd, addr + done, want - done, off + done as u64) {
-                Ok(0) => return Err(Failure::plain("writing memory: the file took no more data")),
-                Ok(k) => done += k,
-                Err(Errno::EINTR) => {}
-                Err(Errno::EFAULT) if sg.kind == seg_kind::FILE => {
-                    faulted = true;
-                    break;
-                }
-                Err(e) => return Err(Failure::sys("writing memory", e)),
-            }
-        }
-        // SAFETY: the kernel just read these `done` bytes of our own memory,
-        // so they are mapped and readable.
-        let data = unsafe { core::slice::from_raw_parts(addr as *const u8, done) };
-        sum.add_pages(((addr - sg.map.start) / hash::PAGE) as u64, data);
-        stored += done as u64;
-        if faulted {
-            break;
-        }
-        addr += done;
-    }
-    Ok(stored)
-}
-
-/// Offsets of the notes patched after the data is written.
+/// Where the run table sits in the head (its file offsets are filled in
+/// once the head's length is known).
 struct Marks {
-    segs: usize,
+    runs: usize,
 }
 
 fn put_str_padded(c: &mut Cursor, b: &[u8], n: usize) {
@@ -874,7 +1043,8 @@ fn build_notes(
     small: &mut [u8],
     dents: &mut [u8],
     own_fds: &[Fd],
-    ghosts: &mut [Ghost],
+    ghosts: &[Ghost],
+    runs: &[RunDesc],
     old_xfsz: KSigaction,
 ) -> Result<Marks, Failure> {
     let class = Class::NATIVE;
@@ -1043,10 +1213,29 @@ fn build_notes(
     c.bytes(pod_bytes(&h));
     c.end_note(m);
 
-    // NT_RCKPT_SEGS (filled in after the data is written)
+    // NT_RCKPT_SEGS
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_SEGS);
-    let segs_at = c.pos;
-    c.zeros(segs.len() * core::mem::size_of::<SegDesc>());
+    for sg in segs {
+        let d = SegDesc {
+            vaddr: sg.map.start as u64,
+            len: (sg.map.end - sg.map.start) as u64,
+            stored: sg.stored,
+            first_run: sg.first_run,
+            nrun: sg.nrun,
+            reserved: 0,
+            prot: sg.prot,
+            kind: sg.kind,
+        };
+        c.bytes(pod_bytes(&d));
+    }
+    c.end_note(m);
+
+    // NT_RCKPT_RUNS (file offsets filled in once the head's length is known)
+    let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_RUNS);
+    let runs_at = c.pos;
+    for r in runs {
+        c.bytes(pod_bytes(r));
+    }
     c.end_note(m);
 
     // NT_RCKPT_FDS
@@ -1132,16 +1321,22 @@ fn build_notes(
     }
     c.end_note(m);
 
-    // NT_RCKPT_GHOSTS (offsets, sizes stored and checksums filled in after
-    // the data is written)
+    // NT_RCKPT_GHOSTS
     let m = c.begin_note(NOTE_RCKPT, NT_RCKPT_GHOSTS);
-    for g in ghosts.iter_mut() {
+    for g in ghosts {
         let mut link = fd_link(g.fd).map_err(fail("reading a deleted file's name"))?;
         let mut target = CPath::new();
         sys::readlink(&mut link, &mut target).map_err(fail("reading a deleted file's name"))?;
         let path = strip_deleted(target.as_bytes());
-        g.desc_at = c.pos;
-        let d = GhostDesc { size: g.st.size, flags: g.flags, path_len: path.len() as u32, ..Default::default() };
+        let d = GhostDesc {
+            size: g.st.size,
+            stored: g.stored,
+            first_run: g.first_run,
+            nrun: g.nrun,
+            flags: g.flags,
+            path_len: path.len() as u32,
+            ..Default::default()
+        };
         c.bytes(pod_bytes(&d));
         c.bytes(path);
         c.align_from(m.desc, 8);
@@ -1155,7 +1350,7 @@ fn build_notes(
     }
     c.end_note(m);
 
-    Ok(Marks { segs: segs_at })
+    Ok(Marks { runs: runs_at })
 }
 
 /// Read the whole /proc/self/fd listing into `buf` (the directory fd is

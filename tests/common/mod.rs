@@ -673,6 +673,45 @@ pub fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
+/// Pid and state (`R`, `S`, `Z`, ...) of every process whose parent is
+/// `pid`, from `/proc/*/stat` (`/proc/PID/task/*/children` needs
+/// CONFIG_PROC_CHILDREN).
+pub fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut v = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { continue };
+        let mut f = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (f.next().and_then(|x| x.chars().next()), f.next().and_then(|x| x.parse::<i32>().ok()));
+        if let (Some(state), Some(ppid), Ok(child)) = (state, ppid, stat[..close].split(' ').next().unwrap_or("").parse::<i32>()) {
+            if ppid == pid {
+                v.push((child, state));
+            }
+        }
+    }
+    v
+}
+
+/// Wait (at most 10 s, far more than a writer needs to end once its image
+/// is in place) until the program has no child left: its SIGUSR2 writer has
+/// ended and been reaped, not left a zombie.
+pub fn wait_writer_reaped(p: &Proc, what: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let kids = children_of(p.pid);
+        if kids.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: the program still has children (pid, state) {kids:?}:\n{}",
+            p.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Poll until `path` exists (a checkpoint: rename makes it complete).
 pub fn wait_file(p: &mut Proc, path: &Path) {
     let path = path.to_path_buf();
@@ -850,11 +889,93 @@ pub mod image {
         notes(b).into_iter().find(|(n, a)| n == name && a.ty == ty).map(|(_, a)| a)
     }
 
-    /// Recompute the seal over everything before the seal note.
+    /// Recompute the head's seal over everything before the seal note, and
+    /// the trailer's, which is seeded with it.
     pub fn reseal(b: &mut [u8]) {
         let seal = find_note(b, NOTE_RCKPT, NT_RCKPT_SEAL).expect("image has no seal note");
         let h = xxh64(&b[..seal.header], SEAL_SEED);
         b[seal.desc..seal.desc + 8].copy_from_slice(&h.to_le_bytes());
+        reseal_trailer(b);
+    }
+
+    /// Offset and length of the trailer (the second PT_NOTE), if the
+    /// program headers still say where it is.
+    pub fn trailer_area(b: &[u8]) -> Option<(usize, usize)> {
+        let word = |o: usize, n: usize| -> Option<usize> {
+            let v = b.get(o..o + n)?;
+            Some(if n == 8 { u64::from_le_bytes(v.try_into().ok()?) as usize } else { u32::from_le_bytes(v.try_into().ok()?) as usize })
+        };
+        let (off, len) = if b.get(4) == Some(&2) {
+            let ph = word(32, 8)?.checked_add(56)?;
+            (word(ph.checked_add(8)?, 8)?, word(ph.checked_add(32)?, 8)?)
+        } else {
+            let ph = word(28, 4)?.checked_add(32)?;
+            (word(ph.checked_add(4)?, 4)?, word(ph.checked_add(16)?, 4)?)
+        };
+        b.get(off..off.checked_add(len)?)?;
+        Some((off, len))
+    }
+
+    /// The trailer's notes: (sums descriptor offset, end note header
+    /// offset, end descriptor offset), absolute.
+    fn trailer_notes(b: &[u8]) -> Option<(usize, usize, usize)> {
+        let (off, len) = trailer_area(b)?;
+        let area = &b[off..off + len];
+        let base = area.as_ptr() as usize;
+        let v: Vec<(usize, usize)> = Notes::new(area).map(|n| (off + n.header_at, off + (n.desc.as_ptr() as usize - base))).collect();
+        (v.len() == 2).then(|| (v[0].1, v[1].0, v[1].1))
+    }
+
+    /// Recompute the trailer's end seal (seeded with the head's seal); a
+    /// trailer the program headers no longer lead to is left alone.
+    pub fn reseal_trailer(b: &mut [u8]) {
+        let Some(seal) = find_note(b, NOTE_RCKPT, NT_RCKPT_SEAL) else { return };
+        let head = u64::from_le_bytes(b[seal.desc..seal.desc + 8].try_into().unwrap());
+        let (Some((off, _)), Some((_, end_hdr, end_desc))) = (trailer_area(b), trailer_notes(b)) else { return };
+        if end_desc + 8 > b.len() {
+            return;
+        }
+        let h = xxh64(&b[off..end_hdr], head);
+        b[end_desc..end_desc + 8].copy_from_slice(&h.to_le_bytes());
+    }
+
+    /// The run table (NT_RCKPT_RUNS), in file order.
+    pub fn runs(b: &[u8]) -> Vec<RunDesc> {
+        let n = find_note(b, NOTE_RCKPT, NT_RCKPT_RUNS).expect("image has no run table");
+        let sz = core::mem::size_of::<RunDesc>();
+        (0..n.len / sz).map(|i| pod_read(b, n.desc + i * sz).unwrap()).collect()
+    }
+
+    /// The runs of segment (or, from `nseg` on, ghost file) `owner`.
+    pub fn runs_of(b: &[u8], owner: usize) -> Vec<RunDesc> {
+        runs(b).into_iter().filter(|r| r.owner as usize == owner).collect()
+    }
+
+    /// The checksum the trailer holds for `owner`.
+    pub fn sum(b: &[u8], owner: usize) -> u64 {
+        let (sums, _, _) = trailer_notes(b).expect("no trailer");
+        u64::from_le_bytes(b[sums + 8 * owner..sums + 8 * owner + 8].try_into().unwrap())
+    }
+
+    /// Put `v` as `owner`'s checksum in the trailer, and reseal it.
+    pub fn set_sum(b: &mut [u8], owner: usize, v: u64) {
+        let Some((sums, _, _)) = trailer_notes(b) else { return };
+        if let Some(dst) = b.get_mut(sums + 8 * owner..sums + 8 * owner + 8) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        reseal_trailer(b);
+    }
+
+    /// What `owner`'s checksum is for the data its runs hold now (bytes
+    /// past the end of the file count as missing).
+    pub fn compute_sum(b: &[u8], owner: usize) -> u64 {
+        let mut sum = rckpt_rt_core::hash::SegSum::default();
+        for r in runs_of(b, owner) {
+            let s = (r.file_off as usize).min(b.len());
+            let e = (r.file_off.saturating_add(r.len) as usize).min(b.len()).max(s);
+            sum.add_pages(r.offset / 4096, &b[s..e]);
+        }
+        sum.0
     }
 
     pub fn header(b: &[u8]) -> ImageHeader {
@@ -881,14 +1002,25 @@ pub mod image {
     /// The first segment that stores data, and the file offset of its first
     /// non-zero byte.
     pub fn first_data_byte(b: &[u8]) -> (usize, usize) {
-        segments(b)
+        runs(b)
             .iter()
-            .enumerate()
-            .filter(|(_, d)| d.stored > 0)
-            .find_map(|(i, d)| {
-                let range = d.file_off as usize..(d.file_off + d.len) as usize;
-                b[range.clone()].iter().position(|&x| x != 0).map(|k| (i, range.start + k))
+            .filter(|r| (r.owner as usize) < segments(b).len())
+            .find_map(|r| {
+                let range = r.file_off as usize..(r.file_off + r.len) as usize;
+                b[range.clone()].iter().position(|&x| x != 0).map(|k| (r.owner as usize, range.start + k))
             })
             .expect("no segment with data")
+    }
+
+    /// The file offset of the last non-zero byte of segment `i`'s data.
+    pub fn last_data_byte(b: &[u8], i: usize) -> usize {
+        runs_of(b, i)
+            .iter()
+            .rev()
+            .find_map(|r| {
+                let range = r.file_off as usize..(r.file_off + r.len) as usize;
+                b[range.clone()].iter().rposition(|&x| x != 0).map(|k| range.start + k)
+            })
+            .expect("segment without data")
     }
 }

@@ -10,7 +10,7 @@
 
 use super::image::{self, NoteAt};
 use rckpt_rt_core::format::*;
-use rckpt_rt_core::hash::{xxh64, SegSum};
+use rckpt_rt_core::hash::xxh64;
 use std::mem::{offset_of, size_of};
 
 /// Where things are in a good image.
@@ -28,6 +28,10 @@ pub struct Layout {
     pub header: NoteAt,
     pub segs: Vec<SegDesc>,
     pub segs_at: usize,
+    /// The run table and where it sits; each segment's first `PT_LOAD`.
+    pub runs: Vec<RunDesc>,
+    pub runs_at: usize,
+    pub first_piece: Vec<usize>,
     /// Absolute offsets of the `FdDesc` / `MapFileDesc` entries.
     pub fd_entries: Vec<usize>,
     pub mapfile_entries: Vec<usize>,
@@ -73,14 +77,42 @@ impl Layout {
             header: find(NT_RCKPT_HEADER).expect("no header"),
             segs: image::segments(b),
             segs_at: find(NT_RCKPT_SEGS).expect("no segment table").desc,
+            runs: image::runs(b),
+            runs_at: find(NT_RCKPT_RUNS).expect("no run table").desc,
+            first_piece: {
+                let segs = image::segments(b);
+                let runs = image::runs(b);
+                let mut k = 2;
+                segs.iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let first = k;
+                        let own = runs.iter().copied().filter(|r| r.owner as usize == i);
+                        k += rckpt_rt_core::image::load_pieces(d.vaddr, d.len, own).count();
+                        first
+                    })
+                    .collect()
+            },
             fd_entries: entries(b, find(NT_RCKPT_FDS), size_of::<FdDesc>(), offset_of!(FdDesc, path_len)),
             mapfile_entries: entries(b, find(NT_RCKPT_MAPFILES), size_of::<MapFileDesc>(), offset_of!(MapFileDesc, path_len)),
         }
     }
 
-    /// Offset of program header `i` (0 is PT_NOTE, segment k is k + 1).
+    /// Offset of program header `i` (0 and 1 are the PT_NOTEs).
     pub fn phdr_at(&self, i: usize) -> usize {
         self.phoff + i * self.phentsize
+    }
+
+    /// The file offset of byte `at` of segment `seg`'s stored data (its
+    /// runs one after the other), if it has that many.
+    pub fn data_pos(&self, seg: usize, mut at: u64) -> Option<usize> {
+        for r in self.runs.iter().filter(|r| r.owner as usize == seg) {
+            if at < r.len {
+                return Some((r.file_off + at) as usize);
+            }
+            at -= r.len;
+        }
+        None
     }
 
     /// Index of the first segment of `kind`.
@@ -335,7 +367,11 @@ impl Mutant {
         let w = if lay.elf64 { 8 } else { 4 };
         match self.m {
             Mutation::FlipHeadBit { at, bit } => b[at] ^= 1 << (bit % 8),
-            Mutation::FlipDataByte { seg, at, mask } => b[(lay.segs[seg].file_off + at) as usize] ^= mask,
+            Mutation::FlipDataByte { seg, at, mask } => {
+                if let Some(p) = lay.data_pos(seg, at) {
+                    b[p] ^= mask;
+                }
+            }
             Mutation::Truncate { len } => b.truncate(len),
             Mutation::Ehdr { field, value } => {
                 let (at, n) = match (field, lay.elf64) {
@@ -398,52 +434,60 @@ fn phdr_off(elf64: bool, field: &str) -> usize {
 fn set_seg(b: &mut [u8], lay: &Layout, seg: usize, field: SegField, value: u64, phdr: bool, resum: bool) {
     let at = lay.segs_at + seg * core::mem::size_of::<SegDesc>();
     let mut d: SegDesc = pod_read(b, at).unwrap();
-    let ph = lay.phdr_at(seg + 1);
+    let old = d;
     let w = if lay.elf64 { 8 } else { 4 };
-    let has_data = lay.segs[seg].stored > 0 || {
-        let fs = if lay.elf64 { u64::from_le_bytes(rd(b, ph + 32)) } else { u32::from_le_bytes(rd(b, ph + 16)) as u64 };
-        fs != 0
+    // The segment's PT_LOADs: its runs and gaps.
+    let first = lay.first_piece[seg];
+    let npiece = lay.first_piece.get(seg + 1).copied().unwrap_or(lay.phnum) - first;
+    let rd_ph = |b: &[u8], k: usize, f: &str| {
+        let o = lay.phdr_at(k) + phdr_off(lay.elf64, f);
+        if lay.elf64 {
+            u64::from_le_bytes(rd(b, o))
+        } else {
+            u32::from_le_bytes(rd(b, o)) as u64
+        }
     };
     match field {
         SegField::Vaddr => {
             d.vaddr = value;
             if phdr {
-                put(b, ph + phdr_off(lay.elf64, "vaddr"), w, value);
+                for k in first..first + npiece {
+                    let v = rd_ph(b, k, "vaddr").wrapping_sub(old.vaddr).wrapping_add(value);
+                    put(b, lay.phdr_at(k) + phdr_off(lay.elf64, "vaddr"), w, v);
+                }
             }
         }
         SegField::Len => {
             d.len = value;
-            if phdr {
-                put(b, ph + phdr_off(lay.elf64, "memsz"), w, value);
-                if has_data {
-                    put(b, ph + phdr_off(lay.elf64, "filesz"), w, value);
+            if phdr && npiece > 0 {
+                let k = first + npiece - 1;
+                let memsz = rd_ph(b, k, "memsz").wrapping_add(value).wrapping_sub(old.len);
+                put(b, lay.phdr_at(k) + phdr_off(lay.elf64, "memsz"), w, memsz);
+                if rd_ph(b, k, "filesz") != 0 {
+                    put(b, lay.phdr_at(k) + phdr_off(lay.elf64, "filesz"), w, memsz);
                 }
             }
         }
         SegField::FileOff => {
-            d.file_off = value;
-            if phdr {
-                put(b, ph + phdr_off(lay.elf64, "offset"), w, value);
+            // The file offset of the segment's first run.
+            if d.nrun > 0 {
+                let r_at = lay.runs_at + d.first_run as usize * core::mem::size_of::<RunDesc>() + offset_of!(RunDesc, file_off);
+                put(b, r_at, 8, value);
+                if phdr {
+                    let k = (first..first + npiece).find(|&k| rd_ph(b, k, "filesz") != 0).unwrap_or(first);
+                    put(b, lay.phdr_at(k) + phdr_off(lay.elf64, "offset"), w, value);
+                }
             }
         }
         SegField::Stored => d.stored = value,
         SegField::Prot => d.prot = value as u32,
         SegField::Kind => d.kind = value as u32,
     }
-    if resum && has_data {
-        d.checksum = seg_sum(b, d.file_off, d.len);
-    }
     b[at..at + core::mem::size_of::<SegDesc>()].copy_from_slice(pod_bytes(&d));
-}
-
-/// The checksum of `len` bytes at `off` (what lies past the end of the
-/// file counts as zeros, as holes do).
-pub fn seg_sum(b: &[u8], off: u64, len: u64) -> u64 {
-    let s = (off as usize).min(b.len());
-    let e = (off.saturating_add(len) as usize).min(b.len()).max(s);
-    let mut sum = SegSum::default();
-    sum.add_pages(0, &b[s..e]);
-    sum.0
+    if resum && d.nrun > 0 {
+        let v = image::compute_sum(b, seg);
+        image::set_sum(b, seg, v);
+    }
 }
 
 /// Values that break arithmetic and bounds: edges of 32- and 64-bit
@@ -496,12 +540,12 @@ impl Mutant {
                 let d = lay.segs[seg];
                 // A non-zero byte if we can find one quickly (a flipped
                 // zero in a hole would extend the file's data, not damage it).
-                let mut at = rng.u64(0..d.len);
+                let mut at = rng.u64(0..d.stored);
                 for _ in 0..64 {
-                    if good.get((d.file_off + at) as usize).is_some_and(|&x| x != 0) {
+                    if lay.data_pos(seg, at).and_then(|p| good.get(p)).is_some_and(|&x| x != 0) {
                         break;
                     }
-                    at = rng.u64(0..d.len);
+                    at = rng.u64(0..d.stored);
                 }
                 Mutation::FlipDataByte { seg, at, mask: 1 << rng.u8(0..8) }
             }
@@ -527,7 +571,7 @@ impl Mutant {
                 let v = match field {
                     SegField::Vaddr => value(rng, lay, d.vaddr),
                     SegField::Len => value(rng, lay, d.len),
-                    SegField::FileOff => value(rng, lay, d.file_off),
+                    SegField::FileOff => value(rng, lay, lay.runs.get(d.first_run as usize).map_or(0, |r| r.file_off)),
                     SegField::Stored => value(rng, lay, d.stored),
                     SegField::Prot => rng.u64(0..8) | if rng.u32(0..8) == 0 { 1 << rng.u32(3..32) } else { 0 },
                     SegField::Kind => rng.u64(0..8),
