@@ -15,6 +15,9 @@
  * printed again by a restart). From a signal handler, raise(SIGUSR2) or
  * raise(SIGTSTP) instead.
  *
+ * The names are weak symbols: a program that defines one of them itself
+ * (its own `ckpt`, say) keeps its definition and links as it did before.
+ *
  * Fortran (gfortran appends one underscore and passes a string's length as
  * a hidden argument): `call ckpt()` (or `integer, external :: ckpt` and
  * `r = ckpt()`), `call ckpt_and_exit()`, `call init_image_with_file_name(name)`
