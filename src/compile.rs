@@ -8,9 +8,12 @@
 //!   checkpointer;
 //! * a generated object embeds `rckpt-loader` so that
 //!   `./prog -_condor_restart FILE` needs nothing else on the machine;
-//! * `librckpt_crt.a` comes last.
+//! * `librckpt_crt.a` comes last;
+//! * `-I<runtime dir>`, so that `#include <rckpt.h>` (the program's own
+//!   checkpoint calls, installed there by `cargo build`) needs no flag.
 //!
-//! Commands that do not link (`-c`, `-S`, `-E`, `-M`...) run unchanged.
+//! Commands that do not link (`-c`, `-S`, `-E`, `-M`...) run with only that
+//! `-I` added.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,23 +22,31 @@ use std::process::Command;
 pub struct Runtime {
     pub crt: PathBuf,
     pub loader: PathBuf,
+    /// `rckpt.h`; its directory goes on the include path.
+    pub header: PathBuf,
     pub machine: object::Architecture,
 }
 
-/// Find the runtime next to the `rckpt` executable (as cargo builds it).
-pub fn runtime(m32: bool) -> Result<Runtime, String> {
+/// The directory of the runtime for one target class, next to the `rckpt`
+/// executable (as cargo builds it).
+fn runtime_dir(m32: bool) -> Result<(PathBuf, object::Architecture), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate rckpt itself: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let (base, machine) = if m32 {
+    Ok(if m32 {
         // target/release/rckpt -> target/i686-unknown-linux-gnu/release/
         let profile = dir.file_name().map(PathBuf::from).unwrap_or_default();
         let root = dir.parent().unwrap_or(Path::new("."));
         (root.join("i686-unknown-linux-gnu").join(profile), object::Architecture::I386)
     } else {
         (dir.to_path_buf(), object::Architecture::X86_64)
-    };
-    let rt = Runtime { crt: base.join("librckpt_crt.a"), loader: base.join("rckpt-loader"), machine };
-    for p in [&rt.crt, &rt.loader] {
+    })
+}
+
+/// Find the runtime next to the `rckpt` executable (as cargo builds it).
+pub fn runtime(m32: bool) -> Result<Runtime, String> {
+    let (base, machine) = runtime_dir(m32)?;
+    let rt = Runtime { crt: base.join("librckpt_crt.a"), loader: base.join("rckpt-loader"), header: base.join("rckpt.h"), machine };
+    for p in [&rt.crt, &rt.loader, &rt.header] {
         if !p.exists() {
             return Err(format!(
                 "runtime file {} is missing (build it with: {})",
@@ -89,8 +100,8 @@ pub fn run(cmd: &[String]) -> Result<i32, String> {
     let mut c = Command::new(cc);
     c.args(args);
     let _tmp;
+    let m32 = args.iter().any(|a| a == "-m32");
     if links(args) {
-        let m32 = args.iter().any(|a| a == "-m32");
         let rt = runtime(m32)?;
         let dir = std::env::temp_dir().join(format!("rckpt-compile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -100,6 +111,15 @@ pub fn run(cmd: &[String]) -> Result<i32, String> {
         c.arg("-Wl,--wrap=main,--wrap=signal,--wrap=sigaction");
         c.arg(&obj);
         c.arg(&rt.crt);
+    }
+    // After the command's own -I options, which are searched first. A
+    // command that does not link gets it if the header is there (either
+    // class's copy: they are the same file).
+    let header = [m32, !m32].into_iter().filter_map(|c| runtime_dir(c).ok()).map(|(d, _)| d).find(|d| d.join("rckpt.h").exists());
+    if let Some(dir) = header {
+        let mut flag = std::ffi::OsString::from("-I");
+        flag.push(&dir);
+        c.arg(flag);
     }
     let st = c.status().map_err(|e| format!("cannot run {cc}: {e}"))?;
     Ok(st.code().unwrap_or(1))

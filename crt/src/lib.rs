@@ -8,6 +8,8 @@
 //!   (raw system calls, fixed buffers), never libc, never allocates.
 //! * The libc-compat shim: `__wrap_signal` / `__wrap_sigaction` keep SIGTSTP
 //!   and SIGUSR2 for the checkpointer, as HTCondor's library did.
+//! * `api`: the program's own calls (`ckpt()`, `_condor_ckpt_disable()`...,
+//!   declared in `crt/include/rckpt.h`).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -18,6 +20,8 @@ use rckpt_rt_core::format::{RestartPatch, TimerDesc, PATCH_MAGIC};
 use rckpt_rt_core::line::Line;
 use rckpt_rt_core::sys::{self, CPath, KSigaction};
 use rckpt_rt_core::writer;
+
+mod api;
 
 const SIGTSTP: c_int = 20;
 const SIGUSR2: c_int = 12;
@@ -352,6 +356,9 @@ extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_voi
             return;
         }
     }
+    if api::defer(sig) {
+        return; // inside _condor_ckpt_disable(): taken at the enable
+    }
     wait_writer();
     let pid = sys::getpid();
     let ppid = sys::getppid();
@@ -376,14 +383,18 @@ extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_voi
                 sys::exit_group(if ok { 0 } else { 1 });
             }
             Ok(child) => {
-                // SAFETY: single-threaded; see `wait_writer`.
-                unsafe { *addr_of_mut!(WRITER) = child };
+                if !api::wait_requested_writer(child) {
+                    // SAFETY: single-threaded; see `wait_writer`.
+                    unsafe { *addr_of_mut!(WRITER) = child };
+                }
                 return;
             }
             Err(_) => {} // no memory for a copy: write in place
         }
     }
-    if write_checkpoint(sig, uc, pid, ppid, pending, timers) && sig == SIGTSTP {
+    let written = write_checkpoint(sig, uc, pid, ppid, pending, timers);
+    api::record(sig, written);
+    if written && sig == SIGTSTP {
         exit_by_sigusr2();
     }
 }
