@@ -7,6 +7,8 @@
 //!
 //! Runs in the checkpoint signal handler: no allocation, no `core::fmt`, no
 //! panics, no libc.
+// A `Failure` carries a path (no allocator to box it), as in `writer`.
+#![allow(clippy::result_large_err)]
 
 use crate::writer::{Failure, Request};
 

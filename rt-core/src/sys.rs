@@ -486,7 +486,9 @@ pub fn stat(path: &mut CPath) -> Result<Stat> {
     statx(AT_FDCWD as usize, p, 0)
 }
 
+pub const F_DUPFD: u32 = 0;
 pub const F_GETFD: u32 = 1;
+pub const F_SETFD: u32 = 2;
 pub const F_DUPFD_CLOEXEC: u32 = 1030;
 
 pub fn fcntl(fd: Fd, cmd: u32, arg: usize) -> Result<usize> {

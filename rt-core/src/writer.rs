@@ -52,6 +52,9 @@ pub struct Request<'a> {
     /// Largest deleted file (ghost) to save; a larger one fails the
     /// checkpoint.
     pub ghost_limit: u64,
+    /// The command stream's descriptor, left out of the image like the
+    /// writer's own (a restart gets its stream from its starter); -1: none.
+    pub cmd_fd: Fd,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -517,7 +520,7 @@ fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso,
     let pm = OwnedFd(sys::open(&mut pmp, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("opening /proc/self/pagemap"))?);
 
     // Deleted files still open, and the shared mappings of them.
-    let own_fds = [fd, pm.0];
+    let own_fds = [fd, pm.0, req.cmd_fd];
     let nghost = gather_ghosts(dents, &own_fds, ghosts, req.ghost_limit)?;
     let ghosts = &mut ghosts[..nghost];
     link_ghost_mappings(segs, text, ghosts);
