@@ -204,7 +204,8 @@ fn redirect(target: Fd, path: &[u8], flags: u32) -> Result<(), sys::Errno> {
 ///
 /// Signal context (see the module doc). A failed `ckpt` or `migrate_to`
 /// keeps the program running and makes a following `exit` of the same
-/// batch refuse, until a later checkpoint of the batch succeeds.
+/// batch refuse (which ends the batch), unless a later checkpoint of the
+/// batch succeeded.
 pub(crate) fn on_tstp(ctx: &Ctx) -> bool {
     let fd = patch().cmd_fd;
     let r = reader();
@@ -261,7 +262,9 @@ pub(crate) fn on_tstp(ctx: &Ctx) -> bool {
                 if !last_failed {
                     sys::exit_group(status);
                 }
+                // The batch ends here: the program goes on.
                 at(n).t("exit refused: the last checkpoint failed; the program keeps running").emit();
+                return false;
             }
             Command::End => return false,
             Command::Iwd(_) | Command::Fd { .. } | Command::Restart(_) | Command::MigrateFrom(_) => {

@@ -1,0 +1,390 @@
+//! The command stream (`-_condor_cmd_fd`, `-_condor_cmd_file`): a test
+//! starter drives relinked jobs through a pipe at fd 3 or a command file.
+//! Setup before `end` (iwd, fd redirections, ckpt, restart), SIGTSTP
+//! batches (interim checkpoints, ckpt + exit, the plain behaviour at the
+//! end of the stream), and every error with its exact message, checking
+//! that nothing was lost.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// A pipe, both ends close-on-exec (the write end must not leak into the
+/// job, or it would never see the end of the stream).
+fn pipe() -> (OwnedFd, File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, which we then own.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2: {}", std::io::Error::last_os_error());
+        (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+    }
+}
+
+/// `at_fd3(c, fd)`: the child gets `fd` at descriptor 3 (not close-on-exec),
+/// and umask `mask`.
+fn child_setup(c: &mut Command, fd: i32, mask: u32) {
+    // SAFETY: dup2, fcntl and umask are async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            if fd >= 0 && libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if fd >= 0 && libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        });
+    }
+}
+
+/// Start `prog -_condor_cmd_fd 3 ARGS` with a new pipe's read end at fd 3;
+/// `setup` is in it already (a job that refuses its flags exits without
+/// reading). Returns the job and the write end.
+fn spawn_piped(t: &T, label: &str, prog: &Path, args: &[String], setup: &str) -> (Proc, File) {
+    let (r, mut w) = pipe();
+    w.write_all(setup.as_bytes()).unwrap();
+    let mut argv = vec![s(prog), "-_condor_cmd_fd".into(), "3".into()];
+    argv.extend(args.iter().cloned());
+    let rfd = r.as_raw_fd();
+    let p = t.spawn_with(label, &argv, &t.dir, |c| child_setup(c, rfd, 0o022));
+    drop(r);
+    (p, w)
+}
+
+/// The counter's arguments: N lines, a gate file.
+fn counter_args(t: &T, gate: &str) -> Vec<String> {
+    vec![N.into(), t.ps(gate)]
+}
+
+/// The counter's output after a restart: a suffix of the uninterrupted
+/// output, starting at a line, without main's "ready", finished.
+#[track_caller]
+fn assert_resumed(after: &str, want: &str, what: &str) {
+    assert!(!after.is_empty() && want.ends_with(after), "{what}: not a suffix of the uninterrupted output:\n{}", tail(after, 1500));
+    let start = want.len() - after.len();
+    assert!(start > 0 && want.as_bytes()[start - 1] == b'\n', "{what}: does not start at a line");
+    assert!(!after.contains("ready"), "{what}: main ran again");
+    assert!(after.lines().last().unwrap().starts_with("done "), "{what}: did not finish");
+}
+
+// ---------------------------------------------------------------------------
+// Setup before `end`
+
+/// iwd + fd 0/1/2 + ckpt + end: the program runs in the iwd with those
+/// files, created 0666 less the umask; through a pipe and through a file.
+fn setup_redirects(arch: Arch) {
+    let t = T::new("cmdsetup", arch);
+    let prog = t.compile("stdio", &["stdio.c"], &[]);
+    for (k, via_file) in [false, true].into_iter().enumerate() {
+        let job = t.mkdir(&format!("job{k}"));
+        std::fs::write(job.join("in.txt"), "hello from stdin\n").unwrap();
+        // A previous stdout is truncated.
+        std::fs::write(job.join("out.txt"), "old contents, longer than the new ones\n".repeat(10)).unwrap();
+        let cmds = format!(
+            "iwd {}\n\n  fd 0 in.txt O_RDONLY\nfd 1 out.txt\tO_WRONLY|O_CREAT|O_TRUNC\nfd 2 err.txt 0x241\nckpt job.ckpt\nend\n",
+            job.display()
+        );
+        let mut p = if via_file {
+            let f = t.p("cmds.txt");
+            std::fs::write(&f, &cmds).unwrap();
+            let argv = vec![s(&prog), "-_condor_cmd_file".into(), s(&f)];
+            let mut p = t.spawn_with(&format!("file{k}"), &argv, &t.dir, |c| child_setup(c, -1, 0o027));
+            p.expect_exit(0);
+            p
+        } else {
+            let (r, mut w) = pipe();
+            w.write_all(cmds.as_bytes()).unwrap();
+            let rfd = r.as_raw_fd();
+            let argv = vec![s(&prog), "-_condor_cmd_fd".into(), "3".into()];
+            let mut p = t.spawn_with(&format!("pipe{k}"), &argv, &t.dir, |c| child_setup(c, rfd, 0o027));
+            drop(r);
+            p.expect_exit(0);
+            p
+        };
+        assert_eq!((p.stdout(), p.stderr()), (String::new(), String::new()), "{}", p.describe());
+        assert_text(&std::fs::read_to_string(job.join("out.txt")).unwrap(), &format!("hello from stdin\ncwd job{k}\n"), "stdout file");
+        assert_text(&std::fs::read_to_string(job.join("err.txt")).unwrap(), "to stderr\n", "stderr file");
+        // out.txt existed (truncated, its mode kept); err.txt is new.
+        let mode = job.join("err.txt").metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "err.txt: created 0666 & ~umask (027)");
+        p.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SIGTSTP batches
+
+/// `ckpt P` + `end` on SIGTSTP: P appears, the program goes on to the same
+/// output; a restart of P resumes from that point to the same end.
+fn interim_checkpoint(arch: Arch) {
+    let t = T::new("cmdinterim", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("interim.ckpt");
+    let (mut p, mut w) = spawn_piped(&t, "orig", &prog, &counter_args(&t, "gate"), "ckpt first.ckpt\nend\n");
+    p.wait_ready();
+    w.write_all(format!("ckpt {}\nend\n", img.display()).as_bytes()).unwrap();
+    p.signal(SIGTSTP);
+    wait_file(&mut p, &img);
+    p.wait_lines(10);
+    assert!(p.status().is_none(), "the program stopped after an interim checkpoint:\n{}", p.describe());
+    t.touch(t.p("gate"));
+    p.expect_exit(0);
+    assert_text(&p.stdout(), &want, "the program after an interim checkpoint");
+    assert_eq!(p.stderr(), "", "{}", p.describe());
+    assert!(!t.p("first.ckpt").exists(), "a checkpoint went to the setup's file");
+    drop(w);
+
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Program, false));
+    r.expect_exit(0);
+    assert_resumed(&r.stdout(), &want, "the restart of the interim checkpoint");
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+}
+
+/// `ckpt P` + `exit 0`: exit status 0, and P restarts to the right end.
+fn ckpt_and_exit(arch: Arch) {
+    let t = T::new("cmdexit", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("job.ckpt");
+    let (mut p, mut w) = spawn_piped(&t, "orig", &prog, &counter_args(&t, "gate"), "end\n");
+    p.wait_ready();
+    w.write_all(format!("ckpt {}\nexit 0\n", img.display()).as_bytes()).unwrap();
+    p.signal(SIGTSTP);
+    p.expect_exit(0);
+    assert_eq!(p.stderr(), "", "{}", p.describe());
+    let before = p.stdout();
+    assert!(want.starts_with(&before) && !before.contains("done"), "{}", p.describe());
+    drop(w);
+
+    t.touch(t.p("gate"));
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Program, false));
+    r.expect_exit(0);
+    assert_text(&format!("{before}{}", r.stdout()), &want, "original + restarted output");
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+}
+
+/// SIGTSTP at the end of the stream, with no command: the plain
+/// behaviour, a checkpoint to the current file (the setup's `ckpt`) and
+/// death by SIGUSR2.
+fn eof_plain(arch: Arch) {
+    let t = T::new("cmdeof", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("setup.ckpt");
+    let (mut p, w) = spawn_piped(&t, "orig", &prog, &counter_args(&t, "gate"), &format!("ckpt {}\nend\n", img.display()));
+    p.wait_ready();
+    drop(w);
+    p.checkpoint_and_stop();
+    assert!(img.exists(), "no image at the stream's checkpoint file:\n{}", p.describe());
+    assert_eq!(p.stderr(), "", "{}", p.describe());
+    let before = p.stdout();
+
+    t.touch(t.p("gate"));
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Program, false));
+    r.expect_exit(0);
+    assert_text(&format!("{before}{}", r.stdout()), &want, "original + restarted output");
+}
+
+/// `restart P` + `end` before main, the stream kept: a later SIGTSTP with
+/// `ckpt Q` + `exit 0` on the same stream works in the restarted job.
+fn restart_keeps_stream(arch: Arch) {
+    let t = T::new("cmdrestart", arch);
+    let (prog, want) = counter(&t, &[]);
+    let a = t.p("a.ckpt");
+    let q = t.p("q.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&a), N.into(), t.ps("gate")]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let first = p.stdout();
+
+    let (mut r, mut w) = spawn_piped(&t, "restart1", &prog, &[], &format!("restart {}\nend\n", a.display()));
+    r.wait_lines(5);
+    w.write_all(format!("ckpt {}\nexit 0\n", q.display()).as_bytes()).unwrap();
+    r.signal(SIGTSTP);
+    r.expect_exit(0);
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+    assert!(q.exists(), "no image at Q:\n{}", r.describe());
+    let second = r.stdout();
+    drop(w);
+
+    t.touch(t.p("gate"));
+    let mut r2 = t.spawn("restart2", &t.restart_argv(&prog, &q, Via::Program, false));
+    r2.expect_exit(0);
+    assert_text(&format!("{first}{second}{}", r2.stdout()), &want, "three runs' output");
+    assert_eq!(r2.stderr(), "", "{}", r2.describe());
+}
+
+/// The image has a file at the number the new stream arrives on: the
+/// loader reopens the file there and moves the stream to another number,
+/// which the restarted runtime reads; the file stays the program's.
+fn restart_stream_renumbered(arch: Arch) {
+    let t = T::new("cmdrenumber", arch);
+    let (prog, want) = counter(&t, &[]);
+    let a = t.p("a.ckpt");
+    let q = t.p("q.ckpt");
+    let held = t.p("held.txt");
+    std::fs::write(&held, "held\n").unwrap();
+    let file = File::open(&held).unwrap();
+    let argv = vec![s(&prog), "-_condor_ckpt".into(), s(&a), N.into(), t.ps("gate")];
+    let hfd = file.as_raw_fd();
+    let mut p = t.spawn_with("orig", &argv, &t.dir, |c| child_setup(c, hfd, 0o022));
+    drop(file);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let first = p.stdout();
+
+    let (mut r, mut w) = spawn_piped(&t, "restart1", &prog, &[], &format!("restart {}\nend\n", a.display()));
+    r.wait_lines(5);
+    let fd3 = std::fs::read_link(format!("/proc/{}/fd/3", r.pid)).unwrap();
+    assert_eq!(fd3, held, "fd 3 of the restarted job");
+    w.write_all(format!("ckpt {}\nexit 0\n", q.display()).as_bytes()).unwrap();
+    r.signal(SIGTSTP);
+    r.expect_exit(0);
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+    let second = r.stdout();
+    drop(w);
+
+    t.touch(t.p("gate"));
+    let mut r2 = t.spawn("restart2", &t.restart_argv(&prog, &q, Via::Program, false));
+    r2.wait_lines(1);
+    let fd3 = std::fs::read_link(format!("/proc/{}/fd/3", r2.pid)).unwrap();
+    assert_eq!(fd3, held, "fd 3 after the second restart");
+    r2.expect_exit(0);
+    assert_text(&format!("{first}{second}{}", r2.stdout()), &want, "three runs' output");
+}
+
+// ---------------------------------------------------------------------------
+// Failures
+
+/// Run `prog ARGS` with `stream` on a pipe at fd 3 (closed after it);
+/// expect exit status 2, main not run, and exactly `msg` on stderr.
+#[track_caller]
+fn refused(t: &T, label: &str, prog: &Path, args: &[&str], stream: &str, msg: &str) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (mut p, w) = spawn_piped(t, label, prog, &args, stream);
+    drop(w);
+    p.expect_exit(2);
+    assert_eq!(p.stdout(), "", "main ran despite a bad stream:\n{}", p.describe());
+    assert_text(&p.stderr(), &format!("{msg}\n"), &format!("message for {stream:?}"));
+}
+
+/// Every error before the first `end`: one line naming the line, exit 2.
+fn setup_errors(arch: Arch) {
+    let t = T::new("cmderrors", arch);
+    let prog = t.compile("args", &["args.c"], &[]);
+    let l = "rckpt: command stream line";
+    refused(
+        &t,
+        "verb",
+        &prog,
+        &[],
+        "frob x\nend\n",
+        &format!("{l} 1: unknown command 'frob' (expected iwd, fd, ckpt, restart, migrate_to, migrate_from, exit or end)"),
+    );
+    refused(&t, "count", &prog, &[], "iwd .\nfd 1 out\nend\n", &format!("{l} 2: wrong number of words for fd (expected: fd N PATH MODE)"));
+    refused(
+        &t,
+        "mode",
+        &prog,
+        &[],
+        "\nfd 1 out O_WRONLY|O_CRAET\nend\n",
+        &format!(
+            "{l} 2: fd: bad MODE 'O_WRONLY|O_CRAET': unknown flag 'O_CRAET' \
+             (expected open(2) flag names joined by |, e.g. O_WRONLY|O_CREAT|O_TRUNC, or a number)"
+        ),
+    );
+    refused(&t, "noend", &prog, &[], "iwd .\n", "rckpt: command stream ended after line 1 without 'end'; the job does not start");
+    refused(&t, "iwd", &prog, &[], "iwd /nonexistent/dir\nend\n", &format!("{l} 1: iwd /nonexistent/dir: No such file or directory"));
+    refused(
+        &t,
+        "fd",
+        &prog,
+        &[],
+        "iwd .\n\nfd 1 /nonexistent/out O_WRONLY|O_CREAT\nend\n",
+        &format!("{l} 3: fd 1 /nonexistent/out O_WRONLY|O_CREAT: No such file or directory"),
+    );
+    refused(&t, "stream", &prog, &[], "fd 3 x O_RDONLY\nend\n", &format!("{l} 1: fd 3 x O_RDONLY: descriptor 3 is the command stream"));
+    refused(
+        &t,
+        "both",
+        &prog,
+        &["-_condor_cmd_file", "cmds.txt"],
+        "end\n",
+        "rckpt: -_condor_cmd_fd and -_condor_cmd_file cannot both be given (one command stream)",
+    );
+    // Flags that name no stream.
+    for (k, (args, msg)) in [
+        (&["-_condor_cmd_fd", "9"][..], "rckpt: -_condor_cmd_fd 9: Bad file number"),
+        (&["-_condor_cmd_file", "/nonexistent/cmds"], "rckpt: -_condor_cmd_file /nonexistent/cmds: No such file or directory"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut argv = vec![s(&prog)];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut r = t.run(&format!("flag{k}"), &argv);
+        r.expect_exit(2);
+        assert_eq!(r.stdout(), "", "{}", r.describe());
+        assert_text(&r.stderr(), &format!("{msg}\n"), &format!("message for {args:?}"));
+    }
+}
+
+/// `exit` after a `ckpt` of the same batch that failed is refused (the
+/// batch ends there); the program keeps running and finishes, the previous
+/// image untouched.
+/// Commands that belong before `end` are reported and ignored.
+fn exit_refused(arch: Arch) {
+    let t = T::new("cmdrefused", arch);
+    let (prog, want) = counter(&t, &[]);
+    let img = t.p("good.ckpt");
+    let bad = t.p("no/such/dir/x.ckpt");
+    let (mut p, mut w) = spawn_piped(&t, "orig", &prog, &counter_args(&t, "gate"), "end\n");
+    p.wait_ready();
+    w.write_all(format!("ckpt {}\nend\n", img.display()).as_bytes()).unwrap();
+    p.signal(SIGTSTP);
+    wait_file(&mut p, &img);
+    let good = std::fs::read(&img).unwrap();
+    w.write_all(format!("fd 1 x O_RDONLY\nckpt {}\nexit 0\n", bad.display()).as_bytes()).unwrap();
+    p.signal(SIGTSTP);
+    p.wait_until("3 lines on stderr", |_, e| e.matches('\n').count() >= 3);
+    assert_text(
+        &p.stderr(),
+        &format!(
+            "rckpt: command stream line 4: fd is only valid before the first 'end'; ignored\n\
+             rckpt: command stream line 5: checkpoint to {} failed: creating the temporary file: No such file or directory; \
+             the previous checkpoint is kept\n\
+             rckpt: command stream line 6: exit refused: the last checkpoint failed; the program keeps running\n",
+            bad.display()
+        ),
+        "messages",
+    );
+    assert!(p.status().is_none(), "the job exited after a failed checkpoint:\n{}", p.describe());
+    assert!(std::fs::read(&img).unwrap() == good, "the previous image changed");
+    t.touch(t.p("gate"));
+    p.expect_exit(0);
+    assert_text(&p.stdout(), &want, "the program after the refused exit");
+    drop(w);
+
+    // The previous image still restarts.
+    let mut r = t.spawn("restart", &t.restart_argv(&prog, &img, Via::Program, false));
+    r.expect_exit(0);
+    assert_resumed(&r.stdout(), &want, "the restart of the previous image");
+}
+
+arch_tests!(
+    setup_redirects,
+    interim_checkpoint,
+    ckpt_and_exit,
+    eof_plain,
+    restart_keeps_stream,
+    restart_stream_renumbered,
+    setup_errors,
+    exit_refused
+);
