@@ -221,6 +221,40 @@ fn restart_keeps_stream(arch: Arch) {
     assert_eq!(r2.stderr(), "", "{}", r2.describe());
 }
 
+/// `-_condor_cmd_file` with `restart`: the file the runtime opened
+/// survives the exec of the loader and the restore (the loader refuses a
+/// `--cmd-fd` that is not open); at its end, SIGTSTP is plain again, into
+/// the restarted image's file (`restart` implies `ckpt`).
+fn restart_from_cmd_file(arch: Arch) {
+    let t = T::new("cmdfilerestart", arch);
+    let (prog, want) = counter(&t, &[]);
+    let a = t.p("a.ckpt");
+    let mut p = t.spawn("orig", &[s(&prog), "-_condor_ckpt".into(), s(&a), N.into(), t.ps("gate")]);
+    p.wait_ready();
+    p.checkpoint_and_stop();
+    let first = p.stdout();
+
+    let cmds = t.p("cmds.txt");
+    std::fs::write(&cmds, "restart a.ckpt\nend\n").unwrap();
+    let mut r = t.spawn("restart1", &[s(&prog), "-_condor_cmd_file".into(), s(&cmds)]);
+    r.wait_lines(5);
+    let stream = std::fs::read_dir(format!("/proc/{}/fd", r.pid))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .any(|target| target == cmds);
+    assert!(stream, "the command file is not open in the restarted job:\n{}", r.describe());
+    let old = ino(&a);
+    r.checkpoint_and_stop();
+    assert_eq!(r.stderr(), "", "{}", r.describe());
+    assert_ne!(ino(&a), old, "the plain SIGTSTP did not write the restarted image's file");
+    let second = r.stdout();
+
+    t.touch(t.p("gate"));
+    let mut r2 = t.spawn("restart2", &t.restart_argv(&prog, &a, Via::Program, false));
+    r2.expect_exit(0);
+    assert_text(&format!("{first}{second}{}", r2.stdout()), &want, "three runs' output");
+}
+
 /// The image has a file at the number the new stream arrives on: the
 /// loader reopens the file there and moves the stream to another number,
 /// which the restarted runtime reads; the file stays the program's.
@@ -385,6 +419,7 @@ arch_tests!(
     eof_plain,
     restart_keeps_stream,
     restart_stream_renumbered,
+    restart_from_cmd_file,
     setup_errors,
     exit_refused
 );
