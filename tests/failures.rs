@@ -494,8 +494,9 @@ fn bad_flags() {
         (&["-_condor_D_"], "rckpt: -_condor_D_: expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
         (&["-_condor_D_lower"], "rckpt: -_condor_D_lower: expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
         (&["x", "-_condor_bogus", "y"], "rckpt: unknown flag -_condor_bogus"),
-        (&["-_condor_cmd_fd", "3"], "rckpt: -_condor_cmd_fd is not supported yet (command files come in a later rckpt version)"),
-        (&["-_condor_cmd_file", "cmds"], "rckpt: -_condor_cmd_file is not supported yet (command files come in a later rckpt version)"),
+        (&["-_condor_cmd_fd"], "rckpt: -_condor_cmd_fd needs an FD argument"),
+        (&["-_condor_cmd_fd", "x3"], "rckpt: -_condor_cmd_fd: bad descriptor 'x3' (expected a number from 0 to 2147483647)"),
+        (&["-_condor_cmd_file"], "rckpt: -_condor_cmd_file needs a FILE argument"),
     ];
     for (k, (args, msg)) in cases.iter().enumerate() {
         let mut argv = vec![s(&prog)];

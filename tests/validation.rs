@@ -167,7 +167,10 @@ fn overflowing_sizes(arch: Arch) {
     let msg = if is64(&orig) {
         "corrupt image: program header offset".to_string()
     } else {
-        format!("corrupt image: headers and notes of {} bytes (at most 8388608)", 0xffff_fff0u64 + 32 * (segs(&orig).len() as u64 + 1))
+        format!(
+            "corrupt image: headers and notes of {} bytes (at most 8388608)",
+            0xffff_fff0u64 + 32 * u16::from_le_bytes([orig[44], orig[45]]) as u64
+        )
     };
     refused(&t, &prog, "phoff.ckpt", &b, &msg);
 }
@@ -253,8 +256,9 @@ fn restore_addresses(arch: Arch) {
     let b = header_lie(&orig, |h| h.patch_addr = u64::MAX - 16);
     refused(&t, &prog, "patch-wrap.ckpt", &b, "corrupt image: the restart block is not in a stored writable segment");
     // Moved inside the stack: writable and stored, but no signal frame.
-    let stack = segs(&orig)[seg_where(&orig, |d| d.kind == seg_kind::STACK)];
-    let b = header_lie(&orig, |h| h.uc_addr = stack.vaddr + stack.len - 4096);
+    let k = seg_where(&orig, |d| d.kind == seg_kind::STACK);
+    let top = image::runs_of(&orig, k).last().map(|r| segs(&orig)[k].vaddr + r.offset + r.len).unwrap();
+    let b = header_lie(&orig, |h| h.uc_addr = top - 1024);
     refused(&t, &prog, "uc-moved.ckpt", &b, "corrupt image: the signal frame does not describe this image's memory");
     if h.rseq_len != 0 {
         let b = header_lie(&orig, |h| h.rseq_addr = h.tail_addr & !31);

@@ -1,9 +1,11 @@
 //! `librckpt_crt.a`, the runtime `rckpt compile` links into a program.
 //!
 //! * `__wrap_main` (the link uses `--wrap=main`) removes the `-_condor_*`
-//!   flags from argv, installs the checkpoint handlers for SIGTSTP and
-//!   SIGUSR2, and either calls the program's `main` or, for
-//!   `-_condor_restart`, executes the embedded `rckpt-loader` on the image.
+//!   flags from argv, runs the command stream up to its first `end`
+//!   (`cmd`), installs the checkpoint handlers for SIGTSTP and SIGUSR2, and
+//!   either calls the program's `main` or, for `-_condor_restart` (or the
+//!   stream's `restart`), executes the embedded `rckpt-loader` on the image.
+//!   With a command stream, SIGTSTP runs its next batch of commands.
 //! * `on_checkpoint_signal` runs in signal context: it calls only rt-core
 //!   (raw system calls, fixed buffers), never libc, never allocates.
 //! * The libc-compat shim: `__wrap_signal` / `__wrap_sigaction` keep SIGTSTP
@@ -22,6 +24,7 @@ use rckpt_rt_core::sys::{self, CPath, KSigaction};
 use rckpt_rt_core::writer;
 
 mod api;
+mod cmd;
 
 const SIGTSTP: c_int = 20;
 const SIGUSR2: c_int = 12;
@@ -38,6 +41,8 @@ pub static mut rckpt_patch: RestartPatch = RestartPatch {
     warn: [1; 8],
     reserved: 0,
     ghost_limit: flags::DEFAULT_GHOST_LIMIT,
+    cmd_fd: -1,
+    pad: 0,
 };
 
 /// `-_condor_debug_wait` spins until a debugger clears this.
@@ -64,7 +69,7 @@ extern "C" {
     static rckpt_loader_blob_end: u8;
 }
 
-fn patch() -> &'static RestartPatch {
+pub(crate) fn patch() -> &'static RestartPatch {
     // SAFETY: written only before main and by the loader while nothing runs;
     // this process is single-threaded (the checkpoint refuses threads).
     unsafe { &*addr_of!(rckpt_patch) }
@@ -81,7 +86,7 @@ unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
     }
 }
 
-fn die(l: &mut Line, code: i32) -> ! {
+pub(crate) fn die(l: &mut Line, code: i32) -> ! {
     l.emit();
     sys::exit_group(code)
 }
@@ -98,19 +103,34 @@ fn warn(kind: usize, msg: &mut Line) {
     msg.emit();
 }
 
-/// Resolve `name` against the working directory into the patch block.
-fn set_ckpt_path(name: &[u8]) {
+/// `name` resolved against the working directory; the error says what
+/// failed.
+pub(crate) fn absolute(name: &[u8]) -> Result<CPath, &'static str> {
     let mut p = CPath::new();
     if name.first() != Some(&b'/') && (sys::getcwd(&mut p).is_err() || p.push(b"/").is_err()) {
-        die(Line::new().t("rckpt: cannot read the working directory"), 2);
+        return Err("cannot read the working directory");
     }
-    if p.push(name).is_err() {
-        die(Line::new().t("rckpt: checkpoint file name too long"), 2);
+    p.push(name).map_err(|_| "file name too long")?;
+    Ok(p)
+}
+
+/// Resolve `name` against the working directory into the patch block.
+fn set_ckpt_path(name: &[u8]) {
+    match absolute(name) {
+        Ok(p) => store_ckpt_path(&p),
+        Err(what) => die(Line::new().t("rckpt: checkpoint ").t(what), 2),
     }
-    // SAFETY: before main; see `patch`.
+}
+
+/// Make `p` (absolute) the checkpoint file. Before main, or in the handler
+/// (which masks both checkpoint signals).
+pub(crate) fn store_ckpt_path(p: &CPath) {
+    // SAFETY: single-threaded, and never while the handler reads it; see
+    // `patch`.
     let dst = unsafe { &mut (*addr_of_mut!(rckpt_patch)).ckpt_path };
     dst.fill(0);
-    dst[..p.len()].copy_from_slice(p.as_bytes());
+    let n = p.len().min(dst.len() - 1);
+    dst[..n].copy_from_slice(&p.as_bytes()[..n]);
 }
 
 /// The program's entry, in place of `main`.
@@ -160,9 +180,13 @@ pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: 
         p.reserved = f.aggravate_bugs as u32;
         p.ghost_limit = f.ghost_limit.unwrap_or(flags::DEFAULT_GHOST_LIMIT);
     }
+    if f.cmd_fd.is_some() || f.cmd_file.is_some() {
+        // SAFETY: envp comes from the C runtime.
+        unsafe { cmd::before_main(&f, envp) };
+    }
     if f.restart {
         // SAFETY: argv/envp come from the C runtime.
-        unsafe { exec_loader(f.file.unwrap_or_default(), &f, envp) };
+        unsafe { exec_loader(Source::Image(f.file.unwrap_or_default()), &f, envp) };
     }
     // Compact argv: keep argv[0] and every argument that is not a flag.
     let mut k = 1;
@@ -178,6 +202,8 @@ pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: 
         // SAFETY: j <= argc: argv[argc] is the terminating NULL slot.
         unsafe { *argv.add(j) = core::ptr::null_mut() };
     }
+    // SAFETY: envp is the C runtime's NULL-terminated environment.
+    unsafe { read_environment(envp) };
     install_handlers();
     // SAFETY: registering a plain function with libc before main.
     unsafe { atexit(reap_writer_at_exit) };
@@ -186,6 +212,28 @@ pub unsafe extern "C" fn __wrap_main(argc: c_int, argv: *mut *mut c_char, envp: 
     }
     // SAFETY: the program's own main with its (now flag-free) arguments.
     unsafe { __real_main(k as c_int, argv, envp) }
+}
+
+/// Settings from the environment: `RCKPT_MIGRATE_TIMEOUT` (seconds a
+/// `migrate_to` may wait for its receiver).
+///
+/// # Safety
+/// `envp` is a NULL-terminated array of NUL-terminated strings.
+unsafe fn read_environment(envp: *mut *mut c_char) {
+    let mut k = 0;
+    loop {
+        // SAFETY: inside the NULL-terminated array.
+        let e = unsafe { *envp.add(k) };
+        if e.is_null() {
+            return;
+        }
+        // SAFETY: each entry is a NUL-terminated string.
+        let v = unsafe { cstr(e) };
+        if let Some(secs) = v.strip_prefix(b"RCKPT_MIGRATE_TIMEOUT=").and_then(rckpt_rt_core::procfs::dec) {
+            rckpt_rt_core::migrate::TIMEOUT_SECS.store(secs.clamp(1, 86400) as usize, core::sync::atomic::Ordering::Relaxed);
+        }
+        k += 1;
+    }
 }
 
 fn debug_wait() {
@@ -219,8 +267,28 @@ fn install_handlers() {
     }
 }
 
-/// Hand the image to the embedded loader (never returns).
-unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> ! {
+/// What the loader restores from.
+pub(crate) enum Source<'a> {
+    Image(&'a [u8]),
+    /// `migrate_from FD`: an image streamed on this descriptor.
+    Fd(i32),
+}
+
+/// `v` in decimal, NUL-terminated, in `buf`.
+fn dec_z(v: u64, buf: &mut [u8; 24]) -> *const u8 {
+    let mut p = CPath::new();
+    let _ = p.push_dec(v);
+    buf.fill(0);
+    buf[..p.len()].copy_from_slice(p.as_bytes());
+    buf.as_ptr()
+}
+
+/// Hand the image to the embedded loader (never returns), with the command
+/// stream if there is one.
+///
+/// # Safety
+/// `envp` is the process's NULL-terminated environment.
+pub(crate) unsafe fn exec_loader(from: Source, f: &flags::Flags, envp: *mut *mut c_char) -> ! {
     // SAFETY: linker-provided bounds of the embedded loader.
     let blob = unsafe {
         let s = addr_of!(rckpt_loader_blob_start);
@@ -233,7 +301,11 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     if let Err(e) = sys::write_all(fd, blob) {
         fail("writing the loader", e);
     }
-    let mut image = CPath::from_bytes(file).unwrap_or_else(|e| fail("image name", e));
+    let mut image = CPath::from_bytes(match from {
+        Source::Image(file) => file,
+        Source::Fd(_) => b"",
+    })
+    .unwrap_or_else(|e| fail("image name", e));
     image.push(&[0]).unwrap_or_else(|e| fail("image name", e));
     let ckpt = &patch().ckpt_path;
     let mut argv: [*const u8; 28] = [core::ptr::null(); 28];
@@ -258,20 +330,17 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
     // Decimal, NUL-terminated: the loader parses it like the flag.
     let mut limit = [0u8; 24];
     if let Some(v) = f.ghost_limit {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        limit[..digits.len() - i].copy_from_slice(&digits[i..]);
         add(c"--ghost-limit".as_ptr().cast());
-        add(limit.as_ptr());
+        add(dec_z(v, &mut limit));
+    }
+    // The stream survives the exec (a `-_condor_cmd_file` is opened
+    // close-on-exec) and the restore.
+    let mut cmd_fd = [0u8; 24];
+    let stream = patch().cmd_fd;
+    if stream >= 0 {
+        let _ = sys::fcntl(stream, sys::F_SETFD, 0);
+        add(c"--cmd-fd".as_ptr().cast());
+        add(dec_z(stream as u64, &mut cmd_fd));
     }
     const KINDS: [&[u8]; 5] = [b"ALL\0", b"NOTICE\0", b"READWRITE\0", b"UNSUP\0", b"BADURL\0"];
     const MODES: [&[u8]; 3] = [b"OFF\0", b"ON\0", b"ONCE\0"];
@@ -282,9 +351,19 @@ unsafe fn exec_loader(file: &[u8], f: &flags::Flags, envp: *mut *mut c_char) -> 
             add(MODES[m as usize].as_ptr());
         }
     }
-    add(c"--".as_ptr().cast());
-    add(image.as_bytes().as_ptr());
-    // SAFETY: argv is NULL-terminated (28 slots, at most 23 used); envp is the
+    let mut from_fd = [0u8; 24];
+    match from {
+        Source::Image(_) => {
+            add(c"--".as_ptr().cast());
+            add(image.as_bytes().as_ptr());
+        }
+        Source::Fd(n) => {
+            let _ = sys::fcntl(n, sys::F_SETFD, 0);
+            add(c"--fd".as_ptr().cast());
+            add(dec_z(n as u64, &mut from_fd));
+        }
+    }
+    // SAFETY: argv is NULL-terminated (28 slots, at most 25 used); envp is the
     // process environment.
     let e = unsafe { sys::fexecve(fd, argv.as_ptr(), envp as *const *const u8) };
     fail("execveat", e)
@@ -360,15 +439,18 @@ extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_voi
         return; // inside _condor_ckpt_disable(): taken at the enable
     }
     wait_writer();
-    let pid = sys::getpid();
-    let ppid = sys::getppid();
-    let pending = sys::sigpending().unwrap_or(0);
+    let mut ctx =
+        Ctx { sig, uc, pid: sys::getpid(), ppid: sys::getppid(), pending: sys::sigpending().unwrap_or(0), timers: Default::default() };
     // Timers too: a forked writer has none.
-    let mut timers = [TimerDesc::default(); 3];
-    for (which, t) in sys::ITIMERS.into_iter().zip(timers.iter_mut()) {
+    for (which, t) in sys::ITIMERS.into_iter().zip(ctx.timers.iter_mut()) {
         if let Ok((value_us, interval_us)) = sys::getitimer(which) {
             *t = TimerDesc { value_us, interval_us };
         }
+    }
+    // With a command stream, SIGTSTP runs its next batch; only a stream
+    // with nothing to say leaves the plain behaviour below.
+    if sig == SIGTSTP && patch().cmd_fd >= 0 && !cmd::on_tstp(&ctx) {
+        return;
     }
     // Refuse threads here, in the process itself: a forked writer would
     // see only one thread and write an image missing the others.
@@ -379,7 +461,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_voi
     if sig == SIGUSR2 {
         match sys::fork_with_exit_signal(SIGUSR2) {
             Ok(0) => {
-                let ok = write_checkpoint(sig, uc, pid, ppid, pending, timers);
+                let ok = write_checkpoint(&ctx);
                 sys::exit_group(if ok { 0 } else { 1 });
             }
             Ok(child) => {
@@ -392,7 +474,7 @@ extern "C" fn on_checkpoint_signal(sig: c_int, info: *mut c_void, uc: *mut c_voi
             Err(_) => {} // no memory for a copy: write in place
         }
     }
-    let written = write_checkpoint(sig, uc, pid, ppid, pending, timers);
+    let written = write_checkpoint(&ctx);
     api::record(sig, written);
     if written && sig == SIGTSTP {
         exit_by_sigusr2();
@@ -413,17 +495,40 @@ fn writer_ended(pid: i32) {
 }
 
 /// The checkpoint file's name (without its NUL).
-fn ckpt_path() -> &'static [u8] {
+pub(crate) fn ckpt_path() -> &'static [u8] {
     let p = &patch().ckpt_path;
     &p[..p.iter().position(|&c| c == 0).unwrap_or(0)]
 }
 
-/// Write the image; print the outcome. True on success.
-fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u64, timers: [TimerDesc; 3]) -> bool {
-    let p = patch();
+/// What a checkpoint needs of the interrupted program, read as the handler
+/// starts.
+pub(crate) struct Ctx {
+    pub sig: c_int,
+    pub uc: *mut c_void,
+    pub pid: i32,
+    pub ppid: i32,
+    pub pending: u64,
+    pub timers: [TimerDesc; 3],
+}
+
+/// Write the image to the checkpoint file; print the outcome. True on
+/// success.
+fn write_checkpoint(ctx: &Ctx) -> bool {
     let Ok(path) = CPath::from_bytes(ckpt_path()) else {
         return false;
     };
+    match write_checkpoint_to(ctx, &path) {
+        Ok(()) => true,
+        Err(e) => {
+            report_failure(ctx.sig, path.as_bytes(), e);
+            false
+        }
+    }
+}
+
+/// The writer's request for a checkpoint of this process to `path`.
+pub(crate) fn request<'a>(ctx: &Ctx, path: &'a CPath) -> writer::Request<'a> {
+    let p = patch();
     let (rseq_addr, rseq_len) = {
         // SAFETY: glibc defines both; reading two integers.
         let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
@@ -433,24 +538,31 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
             (rckpt_arch::thread_pointer().wrapping_add(off as usize), rckpt_arch::RSEQ_LEN)
         }
     };
-    let req = writer::Request {
-        uc: uc as *const u8,
-        signal: sig,
-        path: &path,
+    writer::Request {
+        uc: ctx.uc as *const u8,
+        signal: ctx.sig,
+        path,
         patch_addr: addr_of!(rckpt_patch) as usize,
         tail_addr: rckpt_arch::rckpt_restore_tail as *const () as usize,
         rseq_addr,
         rseq_len,
         generation: p.generation,
-        pid,
-        ppid,
-        pending,
-        timers,
+        pid: ctx.pid,
+        ppid: ctx.ppid,
+        pending: ctx.pending,
+        timers: ctx.timers,
         ghost_limit: p.ghost_limit,
-    };
-    match writer::checkpoint(&req) {
+        cmd_fd: p.cmd_fd,
+    }
+}
+
+/// Write a checkpoint to `path` (a debug line on success).
+// A `Failure` carries a path (no allocator to box it), as in `writer`.
+#[allow(clippy::result_large_err)]
+pub(crate) fn write_checkpoint_to(ctx: &Ctx, path: &CPath) -> Result<(), writer::Failure> {
+    match writer::checkpoint(&request(ctx, path)) {
         Ok(st) => {
-            if p.debug > 0 {
+            if patch().debug > 0 {
                 let mut l = Line::new();
                 l.t("rckpt: D_CKPT: wrote ")
                     .s(path.as_bytes())
@@ -464,17 +576,14 @@ fn write_checkpoint(sig: c_int, uc: *mut c_void, pid: i32, ppid: i32, pending: u
                 }
                 l.u(st.ns / 1_000_000).t(" ms (fsync ").u(st.sync_ns / 1_000_000).t(" ms of it)").emit();
             }
-            true
+            Ok(())
         }
-        Err(e) => {
-            report_failure(sig, path.as_bytes(), e);
-            false
-        }
+        Err(e) => Err(e),
     }
 }
 
 /// One line: what failed, the previous image is kept, the program runs on.
-fn report_failure(sig: c_int, path: &[u8], e: writer::Failure) {
+pub(crate) fn report_failure(sig: c_int, path: &[u8], e: writer::Failure) {
     let mut l = Line::new();
     l.t("rckpt: checkpoint to ").s(path).t(" failed: ");
     e.describe(&mut l);
@@ -486,7 +595,7 @@ fn report_failure(sig: c_int, path: &[u8], e: writer::Failure) {
 }
 
 /// The seed's success signal: the process dies by SIGUSR2.
-fn exit_by_sigusr2() -> ! {
+pub(crate) fn exit_by_sigusr2() -> ! {
     let dfl = KSigaction::default();
     // SAFETY: SIG_DFL is always valid.
     let _ = unsafe { sys::sigaction(SIGUSR2, Some(&dfl), None) };

@@ -1,6 +1,8 @@
 //! `rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--ghost-limit SIZE]
-//! IMAGE`: restore a checkpoint image into this process and resume it
-//! (`--ghost-limit` sets the restarted program's `-_condor_ghost_limit`).
+//! [--cmd-fd N] IMAGE`: restore a checkpoint image into this process and
+//! resume it (`--ghost-limit` sets the restarted program's
+//! `-_condor_ghost_limit`; `--cmd-fd` keeps descriptor N open as the
+//! restarted program's command stream).
 //!
 //! A static, libc-free executable linked at a fixed address
 //! (`linker/loader-<arch>.ld`). Its `_start` switches to a stack inside its
@@ -45,7 +47,7 @@ extern "C" {
 }
 
 const USAGE: &str =
-    "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] [--ghost-limit SIZE] (IMAGE | --fd N)";
+    "usage: rckpt-loader [--relocatable] [--ckpt FILE] [--check] [--debug] [--warning KIND MODE] [--ghost-limit SIZE] [--cmd-fd N] (IMAGE | --fd N)";
 
 fn usage(msg: &str) -> ! {
     Line::new().t("rckpt-loader: ").t(msg).emit();
@@ -81,6 +83,7 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
         aggravate_bugs: false,
         warn: [MODE_ON; 5],
         ghost_limit: None,
+        cmd_fd: None,
     };
     let mut check = false;
     let mut from_program = false;
@@ -120,6 +123,17 @@ unsafe extern "C" fn loader_main(sp: *const usize) -> ! {
             b"--ghost-limit" => {
                 let Some(v) = parse_size(next()) else { usage("--ghost-limit needs a size in bytes, optionally with a K, M or G suffix") };
                 opts.ghost_limit = Some(v);
+            }
+            b"--cmd-fd" => {
+                let v = next();
+                let Some(n) = rckpt_rt_core::procfs::dec(v).and_then(|n| i32::try_from(n).ok()) else {
+                    usage("--cmd-fd needs a descriptor number")
+                };
+                if let Err(e) = sys::fcntl(n, sys::F_GETFD, 0) {
+                    Line::new().t("rckpt-loader: --cmd-fd ").s(v).t(": ").e(e).emit();
+                    sys::exit_group(2)
+                }
+                opts.cmd_fd = Some(n);
             }
             b"--warning" => {
                 let kind = next();

@@ -31,6 +31,10 @@ pub struct Flags<'a> {
     pub aggravate_bugs: bool,
     /// `-_condor_ghost_limit SIZE` in bytes (the last one wins).
     pub ghost_limit: Option<u64>,
+    /// `-_condor_cmd_fd FD`: the command stream's descriptor.
+    pub cmd_fd: Option<i32>,
+    /// `-_condor_cmd_file FILE`: the command stream's file.
+    pub cmd_file: Option<&'a [u8]>,
 }
 
 impl Default for Flags<'_> {
@@ -44,6 +48,8 @@ impl Default for Flags<'_> {
             debug_wait: false,
             aggravate_bugs: false,
             ghost_limit: None,
+            cmd_fd: None,
+            cmd_file: None,
         }
     }
 }
@@ -56,7 +62,10 @@ pub enum FlagError<'a> {
     BadMode(&'a [u8]),
     BadLevel(&'a [u8]),
     Unknown(&'a [u8]),
-    Unsupported(&'a [u8]),
+    /// `-_condor_cmd_fd` with something else than a descriptor number.
+    BadFd(&'a [u8]),
+    /// Both `-_condor_cmd_fd` and `-_condor_cmd_file`.
+    BothCmd,
     /// The flag and its malformed SIZE argument.
     BadSize(&'a [u8], &'a [u8]),
 }
@@ -70,7 +79,8 @@ impl FlagError<'_> {
             FlagError::BadMode(m) => l.t("-_condor_warning: unknown mode '").s(m).t("' (expected ON, OFF or ONCE)"),
             FlagError::BadLevel(f) => l.s(f).t(": expected -_condor_D_<LEVEL>, e.g. -_condor_D_FULLDEBUG"),
             FlagError::Unknown(f) => l.t("unknown flag ").s(f),
-            FlagError::Unsupported(f) => l.s(f).t(" is not supported yet (command files come in a later rckpt version)"),
+            FlagError::BadFd(v) => l.t("-_condor_cmd_fd: bad descriptor '").s(v).t("' (expected a number from 0 to 2147483647)"),
+            FlagError::BothCmd => l.t("-_condor_cmd_fd and -_condor_cmd_file cannot both be given (one command stream)"),
             FlagError::BadSize(f, v) => {
                 l.s(f).t(": bad size '").s(v).t("' (expected a number of bytes, optionally with a K, M or G suffix, e.g. 256M)")
             }
@@ -148,7 +158,11 @@ pub fn parse<'a>(n: usize, arg: impl Fn(usize) -> &'a [u8], mut remove: impl FnM
             }
             b"debug_wait" => f.debug_wait = true,
             b"aggravate_bugs" => f.aggravate_bugs = true,
-            b"cmd_fd" | b"cmd_file" => return Err(FlagError::Unsupported(a)),
+            b"cmd_fd" => {
+                let v = take("an FD argument")?;
+                f.cmd_fd = Some(crate::procfs::dec(v).and_then(|n| i32::try_from(n).ok()).ok_or(FlagError::BadFd(v))?);
+            }
+            b"cmd_file" => f.cmd_file = Some(take("a FILE argument")?),
             _ => match rest.strip_prefix(b"D_") {
                 Some(level) if !level.is_empty() && level.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_') => {
                     f.debug += 1
@@ -158,6 +172,9 @@ pub fn parse<'a>(n: usize, arg: impl Fn(usize) -> &'a [u8], mut remove: impl FnM
             },
         }
         i += 1;
+    }
+    if f.cmd_fd.is_some() && f.cmd_file.is_some() {
+        return Err(FlagError::BothCmd);
     }
     Ok(f)
 }
@@ -194,11 +211,29 @@ mod tests {
         assert_eq!(run(&[b"-_condor_ckpt"]).0, Err(FlagError::Missing(b"-_condor_ckpt", "a FILE argument")));
         assert_eq!(run(&[b"-_condor_warning", b"FOO", b"ON"]).0, Err(FlagError::BadKind(b"FOO")));
         assert_eq!(run(&[b"-_condor_warning", b"ALL", b"MAYBE"]).0, Err(FlagError::BadMode(b"MAYBE")));
-        assert_eq!(run(&[b"-_condor_cmd_fd", b"3"]).0, Err(FlagError::Unsupported(b"-_condor_cmd_fd")));
+        assert_eq!(run(&[b"-_condor_cmd_fd"]).0, Err(FlagError::Missing(b"-_condor_cmd_fd", "an FD argument")));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"x3"]).0, Err(FlagError::BadFd(b"x3")));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"-1"]).0, Err(FlagError::BadFd(b"-1")));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"2147483648"]).0, Err(FlagError::BadFd(b"2147483648")));
+        assert_eq!(run(&[b"-_condor_cmd_file"]).0, Err(FlagError::Missing(b"-_condor_cmd_file", "a FILE argument")));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"3", b"-_condor_cmd_file", b"c"]).0, Err(FlagError::BothCmd));
+        assert_eq!(run(&[b"-_condor_cmd_file", b"c", b"x", b"-_condor_cmd_fd", b"3"]).0, Err(FlagError::BothCmd));
         assert_eq!(run(&[b"-_condor_bogus"]).0, Err(FlagError::Unknown(b"-_condor_bogus")));
         assert_eq!(run(&[b"-_condor_D_"]).0, Err(FlagError::BadLevel(b"-_condor_D_")));
         assert_eq!(run(&[b"-_condor_ghost_limit"]).0, Err(FlagError::Missing(b"-_condor_ghost_limit", "a SIZE argument")));
         assert_eq!(run(&[b"-_condor_ghost_limit", b"12X"]).0, Err(FlagError::BadSize(b"-_condor_ghost_limit", b"12X")));
+    }
+
+    #[test]
+    fn command_stream() {
+        let (r, rm) = run(&[b"a", b"-_condor_cmd_fd", b"3", b"-_condor_ckpt", b"j.ckpt", b"b"]);
+        let f = r.unwrap();
+        assert_eq!((f.cmd_fd, f.cmd_file, f.file), (Some(3), None, Some(&b"j.ckpt"[..])));
+        assert_eq!(&rm[..6], &[false, true, true, true, true, false]);
+        let f = run(&[b"-_condor_cmd_file", b"cmds", b"-_condor_restart", b"r.ckpt"]).0.unwrap();
+        assert_eq!((f.cmd_fd, f.cmd_file, f.restart), (None, Some(&b"cmds"[..]), true));
+        assert_eq!(run(&[b"-_condor_cmd_fd", b"0"]).0.unwrap().cmd_fd, Some(0));
+        assert_eq!(run(&[b"x"]).0.unwrap().cmd_fd, None);
     }
 
     #[test]

@@ -352,7 +352,11 @@ pub struct RestartPatch {
     pub reserved: u32,
     /// Largest deleted file a checkpoint saves (`-_condor_ghost_limit`).
     pub ghost_limit: u64,
+    /// The command stream's descriptor (`rckpt-loader --cmd-fd`), or -1.
+    pub cmd_fd: i32,
+    pub pad: u32,
 }
+const_assert_eq!(core::mem::size_of::<RestartPatch>(), 4144);
 pub const PATCH_MAGIC: [u8; 8] = *b"RCKPTPAT";
 
 /// Read a plain-old-data struct from bytes (bounds checked, unaligned).

@@ -897,8 +897,11 @@ pub fn read_head<'b>(input: &mut Input, buf: &'b mut [u8], file_size: u64) -> Re
     input.read(&mut buf[..first])?;
     let e = elf::read_ehdr(&buf[..first]).ok_or(ImageError::NotElf)?;
     let ph_end = e.phoff.checked_add(e.phnum as u64 * e.phentsize as u64).ok_or(ImageError::Malformed("program header offset"))?;
+    if ph_end > MAX_HEAD {
+        return Err(ImageError::HeaderTooLarge(ph_end));
+    }
     let mut have = first as u64;
-    for need in [ph_end.min(MAX_HEAD), 0] {
+    for need in [ph_end, 0] {
         let need = if need == 0 { head_len(&buf[..have as usize])? } else { need };
         if need > MAX_HEAD || need > buf.len() as u64 {
             return Err(ImageError::HeaderTooLarge(need));

@@ -10,12 +10,14 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cmd;
 pub mod elf;
 pub mod flags;
 pub mod format;
 pub mod hash;
 pub mod image;
 pub mod line;
+pub mod migrate;
 pub mod procfs;
 pub mod restore;
 pub mod sys;

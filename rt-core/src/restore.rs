@@ -42,6 +42,9 @@ pub struct Options<'a> {
     /// `--ghost-limit`: the restarted program's limit for saving deleted
     /// files; `None` keeps the image's.
     pub ghost_limit: Option<u64>,
+    /// `--cmd-fd N`: the command stream, kept open through the restore and
+    /// handed to the restored runtime; `None`: the program has none.
+    pub cmd_fd: Option<Fd>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -194,6 +197,9 @@ pub struct Plan<'a> {
     opts_aggravate: bool,
     warn: [u8; 5],
     ghost_limit: Option<u64>,
+    /// The command stream's descriptor (renumbered if the image needs its
+    /// number for a file), or -1.
+    cmd_fd: Fd,
     loader: (usize, usize),
     /// (segment, fd) of shared file mappings whose address was taken
     /// during prepare; mapped in commit.
@@ -565,6 +571,15 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         acknowledge(fd, img.seal)?;
     }
 
+    // The command stream keeps its number unless a reopened file needs it.
+    let cmd_fd = match opts.cmd_fd {
+        None => -1,
+        Some(c) if plan_fds[..nfds].iter().any(|&(t, _)| t & !(1 << 30) == c) => {
+            sys::fcntl(c, sys::F_DUPFD, base).map_err(sys_err("moving the command stream's fd"))? as Fd
+        }
+        Some(c) => c,
+    };
+
     let mut ckpt = CPath::new();
     match opts.ckpt {
         Some(c) => ckpt.push(c).map_err(sys_err("checkpoint path"))?,
@@ -593,6 +608,7 @@ pub fn prepare<'a>(opts: &Options, bufs: Buffers<'a>, loader: (usize, usize)) ->
         opts_aggravate: opts.aggravate_bugs,
         warn: opts.warn,
         ghost_limit: opts.ghost_limit,
+        cmd_fd,
         loader,
         mapfds,
         nmapfds,
@@ -1087,6 +1103,7 @@ impl<'a> Plan<'a> {
             if let Some(l) = self.ghost_limit {
                 patch.ghost_limit = l; // else the image's
             }
+            patch.cmd_fd = self.cmd_fd;
         }
 
         // 5. Final protections.
@@ -1108,8 +1125,10 @@ impl<'a> Plan<'a> {
         sys::umask(h.umask);
 
         // 7. File descriptors: close what the restarting environment passed
-        //    beyond 0-2, then install the reopened files at their numbers.
-        let keep_fd = |fd: Fd, plan: &Plan| fd <= 2 || fd == plan.fd || plan.fds[..plan.nfds].iter().any(|&(_, t)| t == fd);
+        //    beyond 0-2 (but the command stream), then install the reopened
+        //    files at their numbers.
+        let keep_fd =
+            |fd: Fd, plan: &Plan| fd <= 2 || fd == plan.fd || fd == plan.cmd_fd || plan.fds[..plan.nfds].iter().any(|&(_, t)| t == fd);
         let mut dir = CPath::from_bytes(b"/proc/self/fd").map_err(sys_err("listing fds"))?;
         let dfd = sys::open(&mut dir, sys::O_RDONLY | sys::O_DIRECTORY | sys::O_CLOEXEC, 0).map_err(sys_err("listing fds"))?;
         let k = sys::getdents64(dfd, self.io).map_err(sys_err("listing fds"))?;

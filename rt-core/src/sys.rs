@@ -184,6 +184,38 @@ pub fn read_raw(fd: Fd, addr: usize, len: usize) -> Result<usize> {
     unsafe { syscall3(Sysno::read, fd as usize, addr, len) }
 }
 
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const SOCK_STREAM: u32 = 1;
+pub const SOCK_CLOEXEC: u32 = 0o2000000;
+const SOL_SOCKET: usize = 1;
+const SO_RCVTIMEO: usize = 20;
+const SO_SNDTIMEO: usize = 21;
+
+/// `socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0)`.
+pub fn socket_stream(domain: u16) -> Result<Fd> {
+    // SAFETY: plain integer arguments.
+    unsafe { syscall3(Sysno::socket, domain as usize, (SOCK_STREAM | SOCK_CLOEXEC) as usize, 0) }.map(|f| f as Fd)
+}
+
+/// `connect` to the socket address in `addr` (a `sockaddr_in` or
+/// `sockaddr_in6`, already in network byte order).
+pub fn connect(fd: Fd, addr: &[u8]) -> Result<()> {
+    // SAFETY: the kernel reads `addr.len()` bytes at `addr`.
+    unsafe { syscall3(Sysno::connect, fd as usize, addr.as_ptr() as usize, addr.len()) }.map(|_| ())
+}
+
+/// Bound every send (and `connect`) and every receive on `fd` to `secs`
+/// seconds: a blocked call then fails with EAGAIN/EINPROGRESS.
+pub fn set_timeouts(fd: Fd, secs: usize) -> Result<()> {
+    let tv = [secs, 0usize]; // struct timeval in the native word size
+    for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
+        // SAFETY: the kernel reads a struct timeval at `tv`.
+        unsafe { syscall5(Sysno::setsockopt, fd as usize, SOL_SOCKET, opt, tv.as_ptr() as usize, core::mem::size_of_val(&tv)) }?;
+    }
+    Ok(())
+}
+
 /// Whether the byte at `addr` of this process can be read: one
 /// `process_vm_readv` of it (a page past the end of a mapped file fails
 /// with EFAULT instead of raising SIGBUS).
@@ -513,7 +545,9 @@ pub fn stat(path: &mut CPath) -> Result<Stat> {
     statx(AT_FDCWD as usize, p, 0)
 }
 
+pub const F_DUPFD: u32 = 0;
 pub const F_GETFD: u32 = 1;
+pub const F_SETFD: u32 = 2;
 pub const F_DUPFD_CLOEXEC: u32 = 1030;
 
 pub fn fcntl(fd: Fd, cmd: u32, arg: usize) -> Result<usize> {

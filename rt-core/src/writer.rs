@@ -52,6 +52,9 @@ pub struct Request<'a> {
     /// Largest deleted file (ghost) to save; a larger one fails the
     /// checkpoint.
     pub ghost_limit: u64,
+    /// The command stream's descriptor, left out of the image like the
+    /// writer's own (a restart gets its stream from its starter); -1: none.
+    pub cmd_fd: Fd,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -62,6 +65,9 @@ pub struct Stats {
     pub ghost_bytes: u64,
     pub stored: u64,
     pub file_size: u64,
+    /// The head's seal: what names this image (a migration's receiver
+    /// acknowledges it).
+    pub seal: u64,
     /// Total time, and the part of it spent in fsync (file and directory).
     pub ns: u64,
     pub sync_ns: u64,
@@ -549,7 +555,7 @@ fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso,
     let pm = OwnedFd(sys::open(&mut pmp, sys::O_RDONLY | sys::O_CLOEXEC, 0).map_err(fail("opening /proc/self/pagemap"))?);
 
     // Deleted files still open, and the shared mappings of them.
-    let own_fds = [fd, pm.0];
+    let own_fds = [fd, pm.0, req.cmd_fd];
     let nghost = gather_ghosts(dents, &own_fds, ghosts, req.ghost_limit)?;
     let ghosts = &mut ghosts[..nghost];
     let _close = CloseGhosts(ghosts.as_ptr(), ghosts.len());
@@ -585,7 +591,16 @@ fn write_image(req: &Request, fd: Fd, segs: &mut [Seg], text: &[u8], vdso: Vdso,
     out.bytes(&small[..trailer])?;
     let stored: u64 = runs.iter().map(|r| r.len).sum();
     let ghost_bytes = ghosts.iter().map(|g| g.stored).sum();
-    Ok(Stats { segments: nseg as u32, ghosts: ghosts.len() as u32, ghost_bytes, stored, file_size: out.pos, ns: 0, sync_ns: 0 })
+    Ok(Stats {
+        segments: nseg as u32,
+        ghosts: ghosts.len() as u32,
+        ghost_bytes,
+        stored,
+        file_size: out.pos,
+        seal: head.seal,
+        ns: 0,
+        sync_ns: 0,
+    })
 }
 
 /// The image's destination, written front to back, never sought.
