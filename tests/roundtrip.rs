@@ -62,8 +62,8 @@ fn usr2_continue_then_replay(arch: Arch) {
 /// zombie child is left once the image is there. A second SIGUSR2 checkpoints
 /// again. A SIGUSR2 sent while a writer still runs (one held in `open` of
 /// the `.tmp`, made a FIFO) is not lost: that writer fails (a FIFO cannot be
-/// fsynced), and the request
-/// gives a new image. The program finishes with its uninterrupted output.
+/// fsynced), and the request gives a new image. The program finishes with
+/// its uninterrupted output.
 fn usr2_writer_reaped(arch: Arch) {
     let t = T::new("usr2reap", arch);
     let (prog, want) = counter(&t, &[]);
