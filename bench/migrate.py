@@ -56,7 +56,7 @@ def raw_loopback(nbytes):
     th = threading.Thread(target=reader)
     th.start()
     cli = socket.create_connection(srv.getsockname())
-    chunk = bytes(range(256)) * (4 << 20 // 256)
+    chunk = bytes(range(256)) * ((4 << 20) // 256)
     t0 = time.monotonic()
     sent = 0
     while sent < nbytes:
@@ -83,7 +83,7 @@ def migrate_once(touch, work, mib):
     r, w = os.pipe()
     os.write(w, b"end\n")
     sender = subprocess.Popen([touch, str(mib), "3600", "-_condor_cmd_fd", "3"], stdout=subprocess.PIPE, cwd=work,
-                              preexec_fn=at_fd3(r), pass_fds=(r,), text=True)
+                              preexec_fn=at_fd3(r), close_fds=False, text=True)
     os.close(r)
     line = sender.stdout.readline()
     assert line.startswith("ready"), line
@@ -95,7 +95,7 @@ def migrate_once(touch, work, mib):
     with open(cmd, "w") as f:
         f.write("migrate_from 3\nend\n")
     receiver = subprocess.Popen([touch, "-_condor_cmd_file", cmd], stdout=subprocess.PIPE, cwd=work,
-                                preexec_fn=at_fd3(conn.fileno()), pass_fds=(conn.fileno(),), text=True)
+                                preexec_fn=at_fd3(conn.fileno()), close_fds=False, text=True)
     conn.close()
     srv.close()
     first = None
