@@ -1,78 +1,11 @@
 //! XXH64 (Yann Collet's xxHash, 64-bit variant) and the page checksum rckpt
 //! images use. Runs in the checkpoint handler: no allocation, no panics.
 
-const P1: u64 = 0x9E37_79B1_85EB_CA87;
-const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-const P3: u64 = 0x1656_67B1_9E37_79F9;
-const P4: u64 = 0x85EB_CA77_C2B2_AE63;
-const P5: u64 = 0x27D4_EB2F_1656_67C5;
-
-#[inline(always)]
-fn round(acc: u64, input: u64) -> u64 {
-    acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
-}
-
-#[inline(always)]
-fn merge(acc: u64, val: u64) -> u64 {
-    (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4)
-}
-
-#[inline(always)]
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[i..i + 8]);
-    u64::from_le_bytes(w)
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[i..i + 4]);
-    u32::from_le_bytes(w) as u64
-}
-
-/// XXH64 of `data` with `seed`.
+/// XXH64 of `data` with `seed` (the `xxhash-rust` crate's, which is
+/// `no_std` and allocation-free).
+#[inline]
 pub fn xxh64(data: &[u8], seed: u64) -> u64 {
-    let len = data.len();
-    let mut i = 0;
-    let mut h = if len >= 32 {
-        let (mut v1, mut v2, mut v3, mut v4) = (seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1));
-        while i + 32 <= len {
-            v1 = round(v1, u64_at(data, i));
-            v2 = round(v2, u64_at(data, i + 8));
-            v3 = round(v3, u64_at(data, i + 16));
-            v4 = round(v4, u64_at(data, i + 24));
-            i += 32;
-        }
-        let mut h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
-        h = merge(h, v1);
-        h = merge(h, v2);
-        h = merge(h, v3);
-        merge(h, v4)
-    } else {
-        seed.wrapping_add(P5)
-    };
-    h = h.wrapping_add(len as u64);
-    while i + 8 <= len {
-        h ^= round(0, u64_at(data, i));
-        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-        i += 8;
-    }
-    if i + 4 <= len {
-        h ^= u32_at(data, i).wrapping_mul(P1);
-        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        i += 4;
-    }
-    while i < len {
-        h ^= (data[i] as u64).wrapping_mul(P5);
-        h = h.rotate_left(11).wrapping_mul(P1);
-        i += 1;
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
+    xxhash_rust::xxh64::xxh64(data, seed)
 }
 
 /// Page size of the image format (x86 and i386 alike).
