@@ -27,6 +27,12 @@ impl MapLine {
     }
 }
 
+/// Whether a mapping named `name` belongs to the vDSO block: the vDSO and
+/// its vvar pages (`[vvar]`, `[vvar_vclock]`...), which move as one.
+pub fn is_vdso_block(name: &[u8]) -> bool {
+    name.starts_with(b"[vvar") || name == b"[vdso]"
+}
+
 fn hex(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;

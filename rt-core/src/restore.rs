@@ -347,7 +347,7 @@ fn vdso_now(maps: &[u8]) -> VdsoNow {
     for (s, e) in procfs::lines(maps) {
         if let Some(m) = procfs::parse_map_line(maps, s, e) {
             let name = m.name(maps);
-            if name.starts_with(b"[vvar") || name == b"[vdso]" {
+            if procfs::is_vdso_block(name) {
                 v.block = v.block.min(m.start);
                 v.block_end = v.block_end.max(m.end);
                 if name == b"[vdso]" {
@@ -1006,7 +1006,7 @@ impl<'a> Plan<'a> {
                 continue;
             };
             let name = m.name(maps);
-            if name.starts_with(b"[vvar") || name == b"[vdso]" || name == b"[vsyscall]" {
+            if procfs::is_vdso_block(name) || name == b"[vsyscall]" {
                 continue;
             }
             if m.start >= self.loader.0 && m.end <= self.loader.1 {
@@ -1378,7 +1378,7 @@ fn move_block_from(maps: &[u8], listed: usize, from: usize, to: usize) -> Result
             continue;
         };
         let name = m.name(maps);
-        if !(name.starts_with(b"[vvar") || name == b"[vdso]") {
+        if !procfs::is_vdso_block(name) {
             continue;
         }
         let off = m.start - listed;

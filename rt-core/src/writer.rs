@@ -440,7 +440,7 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         // it out of whatever line holds it.
         for m in outside(line, skip).into_iter().flatten() {
             let name = m.name(text);
-            if name.starts_with(b"[vvar") || name == b"[vdso]" {
+            if procfs::is_vdso_block(name) {
                 v.block = v.block.min(m.start);
                 v.block_end = v.block_end.max(m.end);
                 if name == b"[vdso]" {
