@@ -17,8 +17,8 @@
 //! One test, in three phases sharing the time budget, on seeds made at
 //! test time (the counter fixture, x86_64 and, when available, i386):
 //!
-//! 1. in process (30%): `Image::parse` then `verify_segment` for every
-//!    segment, exactly as `rckpt info` reads a file, must not panic;
+//! 1. in process (30%): `Image::parse` then `verify_stream` (every run,
+//!    the trailer), exactly as `rckpt info` reads a file, must not panic;
 //! 2. out of process (40%): `rckpt info --json` and `LOADER --check
 //!    --relocatable` must exit 0 or 1, not by a signal, never print
 //!    "internal error" or "panicked", and agree, except where the loader

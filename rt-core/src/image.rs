@@ -188,7 +188,7 @@ impl<'a> Image<'a> {
     /// jumps through inside stored segments that can hold them; mm fields,
     /// the vDSO block, descriptor and mapped-file tables, working directory
     /// and auxv as the kernel will take them. Segment data is checked by
-    /// [`verify_segment`] (or by the loader as it reads it).
+    /// [`verify_stream`] (or by the loader as it reads it).
     pub fn parse(head: &'a [u8], file_size: u64) -> Result<Image<'a>, ImageError> {
         let mut img = Self::layout(head, file_size)?;
         let found = img.read_notes()?;

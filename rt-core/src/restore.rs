@@ -743,7 +743,7 @@ fn open_mapfile<'a>(
     Ok((high? as Fd, m.offset))
 }
 
-/// Read size per step of [`read_segment_into_place`] (about an L2 cache).
+/// Read size per step of the loader's reads into place (about an L2 cache).
 const READ_CHUNK: u64 = 1 << 20;
 
 /// Split the segments' runs into pieces of at most [`READ_CHUNK`] bytes,
