@@ -22,18 +22,9 @@ impl Line {
     pub fn t(&mut self, s: &str) -> &mut Self {
         self.s(s.as_bytes())
     }
-    pub fn u(&mut self, mut v: u64) -> &mut Self {
+    pub fn u(&mut self, v: u64) -> &mut Self {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.s(&d[i..])
+        self.s(decimal(v, &mut d))
     }
     pub fn i(&mut self, v: i64) -> &mut Self {
         if v < 0 {
@@ -78,4 +69,18 @@ impl Default for Line {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `v` in decimal, written at the end of `buf`; returns those digits.
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }

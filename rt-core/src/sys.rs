@@ -58,18 +58,9 @@ impl CPath {
         self.buf.truncate(n)
     }
     /// Append `v` in decimal.
-    pub fn push_dec(&mut self, mut v: u64) -> Result<()> {
+    pub fn push_dec(&mut self, v: u64) -> Result<()> {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.push(&d[i..])
+        self.push(crate::line::decimal(v, &mut d))
     }
     /// Pointer to a NUL-terminated copy, valid while `self` is not changed.
     fn c_ptr(&mut self) -> Result<usize> {
