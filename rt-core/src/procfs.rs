@@ -33,6 +33,33 @@ pub fn is_vdso_block(name: &[u8]) -> bool {
     name.starts_with(b"[vvar") || name == b"[vdso]"
 }
 
+/// The vDSO block of a maps listing: where its mappings start and end, and
+/// where the vDSO itself is (all 0 when there is none).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct VdsoBlock {
+    pub block: usize,
+    pub block_end: usize,
+    pub vdso: usize,
+    pub vdso_end: usize,
+}
+
+impl VdsoBlock {
+    /// Take mapping `m` (named `name`) into the block if it belongs to it;
+    /// whether it did.
+    pub fn add(&mut self, m: &MapLine, name: &[u8]) -> bool {
+        if !is_vdso_block(name) {
+            return false;
+        }
+        self.block = if self.block_end == 0 { m.start } else { self.block.min(m.start) };
+        self.block_end = self.block_end.max(m.end);
+        if name == b"[vdso]" {
+            self.vdso = m.start;
+            self.vdso_end = m.end;
+        }
+        true
+    }
+}
+
 fn hex(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;

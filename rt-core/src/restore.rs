@@ -65,8 +65,6 @@ pub enum RestoreError<'a> {
     Conflict(u64),
     /// A deleted file (ghost) that could not be recreated: its path and why.
     Ghost(&'a [u8], Errno),
-    /// Ghost `i` (its path) fails its checksum.
-    GhostChecksum(usize, &'a [u8]),
     Sys(&'static str, Errno),
     TooMany(&'static str),
 }
@@ -125,9 +123,6 @@ impl RestoreError<'_> {
             }
             RestoreError::Conflict(a) => l.t("image has a mapping at ").x(a).t(" where the loader itself lives; cannot restore it"),
             RestoreError::Ghost(path, e) => l.t("cannot recreate the deleted file ").s(path).t(": ").e(e),
-            RestoreError::GhostChecksum(i, path) => {
-                l.t("corrupt image: saved deleted file ").u(i as u64).t(" (").s(path).t(") fails its checksum")
-            }
             RestoreError::Sys(what, e) => l.t(what).t(": ").e(e),
             RestoreError::TooMany(what) => l.t("too many ").t(what),
         };
@@ -280,17 +275,15 @@ fn deferred(d: &SegDesc, loader: (usize, usize)) -> bool {
 }
 
 fn seg_containing(img: &Image, addr: u64) -> Option<SegDesc> {
-    (0..img.nseg()).map(|i| img.seg(i)).find(|d| d.vaddr <= addr && addr < d.vaddr + d.len)
+    img.seg_holding(addr, addr + 1).map(|i| img.seg(i))
 }
 
 const MAX_OPS: usize = 4096;
-/// The tail's page: the operation list, a patch block and iovecs, and room
-/// for a copy of the tail's code.
+/// The tail's page: the operation list, and room for a copy of the tail's
+/// code.
 #[repr(C)]
 struct TailPage {
     ops: [sys::Op; MAX_OPS + 1],
-    patch: RestartPatch,
-    iov: [usize; 4],
     code: [u8; 512],
 }
 
@@ -335,29 +328,13 @@ pub fn check_machine(img: &Image) -> Result<(), RestoreError<'static>> {
     Ok(())
 }
 
-#[derive(Clone, Copy, Default)]
-struct VdsoNow {
-    block: usize,
-    block_end: usize,
-    vdso: usize,
-}
-
-fn vdso_now(maps: &[u8]) -> VdsoNow {
-    let mut v = VdsoNow { block: usize::MAX, ..Default::default() };
+/// The vDSO block of this process now.
+fn vdso_now(maps: &[u8]) -> procfs::VdsoBlock {
+    let mut v = procfs::VdsoBlock::default();
     for (s, e) in procfs::lines(maps) {
         if let Some(m) = procfs::parse_map_line(maps, s, e) {
-            let name = m.name(maps);
-            if procfs::is_vdso_block(name) {
-                v.block = v.block.min(m.start);
-                v.block_end = v.block_end.max(m.end);
-                if name == b"[vdso]" {
-                    v.vdso = m.start;
-                }
-            }
+            v.add(&m, m.name(maps));
         }
-    }
-    if v.block == usize::MAX {
-        v.block = 0;
     }
     v
 }

@@ -757,11 +757,6 @@ pub fn op_rseq(area: usize, len: u32, sig: u32) -> Op {
     [Sysno::rseq as usize, area, len as usize, 0, sig as usize, 0, 0]
 }
 
-/// Copy `local` iovec's bytes to `remote` iovec's address in this process.
-pub fn op_vm_write(pid: i32, local_iov: usize, remote_iov: usize) -> Op {
-    [Sysno::process_vm_writev as usize, pid as usize, local_iov, 1, remote_iov, 1, 0]
-}
-
 /// Read a whole small file (procfs) into `buf`; returns the length.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> Result<usize> {
     let mut p = CPath::from_bytes(path)?;

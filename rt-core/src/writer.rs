@@ -419,18 +419,12 @@ fn count_tasks(buf: &mut [u8]) -> Result<usize, Failure> {
     Ok(count)
 }
 
-#[derive(Clone, Copy, Default)]
-struct Vdso {
-    block: usize,
-    block_end: usize,
-    vdso: usize,
-    vdso_end: usize,
-}
+use procfs::VdsoBlock as Vdso;
 
 /// Turn /proc/self/maps into the segment list; find the vDSO block.
 fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usize, Vdso), Failure> {
     let mut n = 0;
-    let mut v = Vdso { block: usize::MAX, ..Default::default() };
+    let mut v = Vdso::default();
     for (ls, le) in procfs::lines(text) {
         let Some(line) = procfs::parse_map_line(text, ls, le) else {
             return Err(Failure::plain("cannot parse /proc/self/maps"));
@@ -440,12 +434,8 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
         // it out of whatever line holds it.
         for m in outside(line, skip).into_iter().flatten() {
             let name = m.name(text);
-            if procfs::is_vdso_block(name) {
-                v.block = v.block.min(m.start);
-                v.block_end = v.block_end.max(m.end);
+            if v.add(&m, name) {
                 if name == b"[vdso]" {
-                    v.vdso = m.start;
-                    v.vdso_end = m.end;
                     // Kept in the image for debuggers (the vvar pages are not
                     // readable data); never restored from it.
                     if let Some(slot) = segs.get_mut(n) {
@@ -487,9 +477,6 @@ fn classify(text: &[u8], segs: &mut [Seg], skip: (usize, usize)) -> Result<(usiz
             *slot = Seg { map: m, kind, prot, has_data: m.read && kind != seg_kind::SHARED_FILE, ..Default::default() };
             n += 1;
         }
-    }
-    if v.block == usize::MAX {
-        v.block = 0;
     }
     Ok((n, v))
 }
